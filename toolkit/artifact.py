@@ -1,0 +1,204 @@
+"""The model directory: the one deployable format every consumer reads.
+
+Layout (no pickle anywhere)::
+
+    meta.json           format_version, task, toolkit version, model config, labels, tokenizer settings,
+                        training data fingerprint and metrics, sha256 + size of every other file
+    vocab.json          (and any other JSON/tokenizer files the task needs)
+    model.safetensors   the network's plain state_dict
+
+Loading validates the contract and fails with a :class:`~toolkit.errors.ModelDirError` that names the
+missing or mismatched piece. Directories are written atomically: a crash mid-export never leaves a
+half-written model where a good one was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from toolkit import __version__
+from toolkit.errors import ModelDirError
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+WEIGHTS_FILE = "model.safetensors"
+TASKS = ("classify", "tag", "translate")
+
+# Explicit upgrades of older meta.json layouts, keyed by the version they upgrade *from*
+# (each returns the meta of version + 1). Empty while only format 1 exists.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+
+
+@dataclass
+class ModelDir:
+    """A validated model directory: its metadata, JSON side files and weights."""
+
+    path: Path
+    meta: dict[str, Any]
+    state_dict: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return self.meta["task"]
+
+    def json_file(self, name: str) -> Any:
+        """A JSON side file (e.g. ``vocab.json``), checked against meta.json's checksum on load."""
+        return json.loads((self.path / name).read_text(encoding="utf-8"))
+
+    def file(self, name: str) -> Path:
+        """Path of a side file listed in meta.json."""
+        return self.path / name
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _replace_directory(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target``; an existing ``target`` is swapped out, then removed."""
+    if target.exists():
+        if not (target / META_FILE).is_file():
+            raise ModelDirError(f"{target} exists and is not a model directory; refusing to overwrite it")
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+def save_model_dir(
+    path: str | Path,
+    *,
+    task: str,
+    model_config: dict[str, Any],
+    state_dict: dict[str, Any],
+    json_files: dict[str, Any] | None = None,
+    extra_files: dict[str, Path] | None = None,
+    labels: list[str] | None = None,
+    tokenizer: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write a model directory atomically and return its path.
+
+    Args:
+        path: target directory (replaced if it is an existing model directory).
+        task: ``classify``, ``tag`` or ``translate``.
+        model_config: everything needed to rebuild the network (plain JSON values).
+        state_dict: the network's tensors (saved with safetensors).
+        json_files: side files to write as JSON, e.g. ``{"vocab.json": {...}}``.
+        extra_files: existing files to copy in, e.g. a tokenizer.json.
+        labels: the label set, in output-index order.
+        tokenizer: tokenizer settings.
+        training: data fingerprint, metrics, epochs, timings.
+    """
+    from safetensors.torch import save_file
+
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state_dict.items()}
+        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt", "task": task})
+        for name, content in (json_files or {}).items():
+            (staging / name).write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+        for name, source in (extra_files or {}).items():
+            shutil.copyfile(source, staging / name)
+        files = {
+            item.name: {"sha256": _sha256(item), "bytes": item.stat().st_size}
+            for item in sorted(staging.iterdir())
+        }
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "task": task,
+            "toolkit_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model_config": model_config,
+            "labels": labels,
+            "tokenizer": tokenizer,
+            "training": training or {},
+            "files": files,
+        }
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        _replace_directory(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """Read and check ``meta.json`` (format version, task, file list), upgrading old layouts."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ModelDirError(f"model directory not found: {root}" if not root.exists() else f"{root} is not a directory")
+    meta_path = root / META_FILE
+    if not meta_path.is_file():
+        raise ModelDirError(f"{root} is not a model directory: {META_FILE} is missing (export one with `bilstm fit`)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelDirError(f"{meta_path} is corrupt (not valid JSON: {error}); re-export the model") from None
+    if not isinstance(meta, dict):
+        raise ModelDirError(f"{meta_path} is corrupt: expected a JSON object")
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise ModelDirError(f"{meta_path} has no integer format_version; it was not written by bilstm-toolkit")
+    if version > FORMAT_VERSION:
+        raise ModelDirError(
+            f"{root} has model format {version}, newer than this toolkit ({__version__}) reads "
+            f"(format {FORMAT_VERSION}); upgrade bilstm-toolkit to load it"
+        )
+    while version < FORMAT_VERSION:
+        if version not in MIGRATIONS:
+            raise ModelDirError(f"{root} has model format {version}, which cannot be upgraded to {FORMAT_VERSION}")
+        meta = MIGRATIONS[version](meta)
+        version = meta["format_version"]
+    for key in ("task", "model_config", "files"):
+        if key not in meta:
+            raise ModelDirError(f"{meta_path} is missing the {key!r} entry; re-export the model")
+    if meta["task"] not in TASKS:
+        raise ModelDirError(f"{meta_path}: unknown task {meta['task']!r} (this toolkit knows {list(TASKS)})")
+    return meta
+
+
+def load_model_dir(path: str | Path) -> ModelDir:
+    """Validate a model directory and load its weights (safetensors; never pickle).
+
+    Raises:
+        ModelDirError: naming the missing, corrupt or incompatible piece.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    meta = read_meta(root)
+    files = meta["files"]
+    if WEIGHTS_FILE not in files:
+        raise ModelDirError(f"{root / META_FILE} does not list {WEIGHTS_FILE}; re-export the model")
+    for name, expected in files.items():
+        item = root / name
+        if not item.is_file():
+            raise ModelDirError(f"{root} is incomplete: {name} is missing")
+        if item.stat().st_size != expected["bytes"] or _sha256(item) != expected["sha256"]:
+            raise ModelDirError(f"{item} is corrupt (size or sha256 differs from {META_FILE}); re-export the model")
+    try:
+        state_dict = load_file(root / WEIGHTS_FILE)
+    except (SafetensorError, OSError) as error:
+        raise ModelDirError(f"{root / WEIGHTS_FILE} cannot be read as safetensors: {error}") from None
+    return ModelDir(root, meta, state_dict)

@@ -1,0 +1,90 @@
+"""Length-bucketed batching and padding.
+
+Batches of similar lengths waste little compute on padding, which matters twice here: the recurrent
+encoder runs over padded positions (that is what keeps it on the fast unpacked kernels), and CPU time is
+the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import BatchSampler, Sampler
+
+
+class BucketBatchSampler(BatchSampler):
+    """Batches of similar-length examples, drawn in the order of an index ``sampler``.
+
+    Indices from ``sampler`` (random for training; Lightning swaps in a ``DistributedSampler`` under DDP,
+    which is why it is a constructor argument) are taken ``batch_size × pool_factor`` at a time, sorted by
+    length within that pool and cut into batches; with ``shuffle`` the batch order is then shuffled so
+    epochs do not run short-to-long.
+
+    Args:
+        sampler: yields example indices.
+        batch_size: examples per batch.
+        drop_last: drop the last incomplete batch of each pool.
+        lengths: length of every example (indexed like the dataset).
+        pool_factor: how many batches' worth of indices are sorted together.
+        shuffle: shuffle the order of batches (deterministic per ``seed`` and epoch).
+        seed: base seed for the batch order.
+    """
+
+    def __init__(self, sampler: Sampler[int] | Sequence[int], batch_size: int, drop_last: bool = False,
+                 lengths: Sequence[int] = (), pool_factor: int = 50, shuffle: bool = True, seed: int = 0) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        self.lengths = lengths
+        self.pool_factor = pool_factor
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def _batches(self) -> list[list[int]]:
+        indices = list(self.sampler)
+        pool_size = self.batch_size * self.pool_factor
+        batches = []
+        for start in range(0, len(indices), pool_size):
+            pool = sorted(indices[start : start + pool_size], key=lambda i: self.lengths[i])
+            for offset in range(0, len(pool), self.batch_size):
+                batch = pool[offset : offset + self.batch_size]
+                if len(batch) == self.batch_size or not self.drop_last:
+                    batches.append(batch)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        self.epoch += 1
+        yield from batches
+
+    def __len__(self) -> int:
+        total = len(self.sampler)
+        pool_size = self.batch_size * self.pool_factor
+        full, rest = divmod(total, pool_size)
+        per_pool = self.pool_factor
+        if self.drop_last:
+            return full * per_pool + rest // self.batch_size
+        return full * per_pool + -(-rest // self.batch_size)
+
+
+def pad_ids(sequences: Sequence[Sequence[int]] | Sequence[Tensor], pad: int = 0) -> tuple[Tensor, Tensor]:
+    """Right-pad id sequences.
+
+    Returns:
+        ``(ids [batch, max_len] long, lengths [batch] long)``.
+    """
+    lengths = torch.tensor([len(seq) for seq in sequences], dtype=torch.long)
+    ids = torch.full((len(sequences), int(lengths.max()) if len(sequences) else 0), pad, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    return ids, lengths
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), for inference."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

@@ -1,0 +1,103 @@
+"""The Predictor: a model directory in, typed results out (no Lightning import).
+
+``Predictor.load(dir)`` reads ``meta.json`` and returns the predictor for the model's task. Predictors
+hold no per-request state, so one instance can serve concurrent requests.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from toolkit.artifact import ModelDir, load_model_dir
+from toolkit.errors import InputError, ModelDirError
+
+# task → "module:Class"; imported on demand so loading a classifier never imports the translator.
+PREDICTORS = {
+    "classify": "toolkit.predict.classify:ClassifierPredictor",
+}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` → CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelDirError(f"device {device} requested but CUDA is not available; use device='cpu'")
+    return device
+
+
+def check_texts(texts: Sequence[str]) -> list[str]:
+    """Validate a batch of input texts: a list of non-blank strings."""
+    if isinstance(texts, str):
+        raise InputError("predict() takes a list of texts, not a single string; wrap it: predict([text])")
+    checked = list(texts)
+    for position, text in enumerate(checked):
+        if not isinstance(text, str):
+            raise InputError(f"text {position} is a {type(text).__name__}, not a string")
+        if not text.strip():
+            raise InputError(f"text {position} is empty or blank; nothing to predict")
+    return checked
+
+
+class Predictor:
+    """Base class; use :meth:`Predictor.load` to get the right subclass for a model directory."""
+
+    task: ClassVar[str] = ""
+
+    def __init__(self, model_dir: ModelDir, device: torch.device) -> None:
+        self.model_dir = model_dir
+        self.meta: dict[str, Any] = model_dir.meta
+        self.device = device
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device | None = None,
+             num_threads: int | None = None) -> Predictor:
+        """Load a model directory.
+
+        Args:
+            path: the model directory.
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
+            num_threads: torch intra-op threads for CPU inference (None leaves torch's setting).
+
+        Raises:
+            ModelDirError: the directory is missing, incomplete, corrupt or from a newer toolkit.
+        """
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        model_dir = load_model_dir(path)
+        module_name, class_name = PREDICTORS[model_dir.task].split(":")
+        predictor_class = getattr(importlib.import_module(module_name), class_name)
+        if cls is not Predictor and not issubclass(predictor_class, cls):
+            raise ModelDirError(f"{path} holds a {model_dir.task!r} model, not one for {cls.__name__}")
+        return predictor_class(model_dir, resolve_device(device))
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta.get("labels") or [])
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Any]:
+        """Predict for each text; results in input order."""
+        raise NotImplementedError
+
+    @staticmethod
+    def load_weights(net: torch.nn.Module, model_dir: ModelDir) -> None:
+        """Load the safetensors state dict strictly, naming mismatched tensors on failure."""
+        state = model_dir.state_dict
+        expected = net.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+        if missing or unexpected or wrong:
+            details = "; ".join(part for part in (
+                f"missing tensors {missing[:5]}" if missing else "",
+                f"unexpected tensors {unexpected[:5]}" if unexpected else "",
+                f"wrong shapes {[(k, tuple(state[k].shape), tuple(expected[k].shape)) for k in wrong[:5]]}" if wrong else "",
+            ) if part)
+            raise ModelDirError(f"{model_dir.path}: weights do not match the model config in meta.json ({details})")
+        net.load_state_dict(state)

@@ -1,0 +1,97 @@
+"""Text classification: a thin LightningModule around :class:`~toolkit.nn.TextClassifierNet`."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from toolkit.config import config_from_dict, config_to_dict
+from toolkit.nn.classifier import ClassifierConfig, TextClassifierNet
+from toolkit.tasks.base import OptimizerConfig, TaskModule
+
+log = logging.getLogger(__name__)
+
+
+class TextClassifier(TaskModule):
+    """Trains a recurrent text classifier (cross-entropy, AdamW, accuracy and macro-F1).
+
+    Args:
+        network: architecture (embeddings, encoder, pooling).
+        optimizer: learning rate, weight decay and schedule.
+        data_info: ``{"vocab_size": int, "labels": [str, ...]}`` from the DataModule (the CLI links it).
+        label_smoothing: cross-entropy label smoothing.
+    """
+
+    task = "classify"
+    monitor = "val_acc"
+
+    def __init__(
+        self,
+        network: ClassifierConfig | None = None,
+        optimizer: OptimizerConfig | None = None,
+        data_info: dict | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        network = config_from_dict(ClassifierConfig, network or ClassifierConfig(), "model.network")
+        optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
+        super().__init__(optimizer)
+        if not data_info:
+            raise ValueError("data_info (vocab_size, labels) is required; the CLI links it from the data module")
+        # Plain dicts only, so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters({"network": config_to_dict(network), "optimizer": config_to_dict(optimizer),
+                                   "data_info": data_info, "label_smoothing": label_smoothing,
+                                   **self.class_path_hparam()})
+        self.network_config = network
+        self.labels = list(data_info["labels"])
+        self.net = TextClassifierNet(network, data_info["vocab_size"], len(self.labels))
+        metrics = MetricCollection({
+            "acc": MulticlassAccuracy(len(self.labels), average="micro"),
+            "macro_f1": MulticlassF1Score(len(self.labels), average="macro"),
+        })
+        # Running accuracy over each training epoch (dropout on), as Keras reports it.
+        self.train_acc = MulticlassAccuracy(len(self.labels), average="micro")
+        self.val_metrics = metrics.clone(prefix="val_")
+        self.test_metrics = metrics.clone(prefix="test_")
+
+    def setup(self, stage: str) -> None:
+        # Pretrained vectors need the vocabulary, which only the data module has. On resume the
+        # checkpoint's weights are restored after this and win.
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if stage == "fit" and self.network_config.pretrained and datamodule is not None:
+            stats = self.net.embed.initialise_from(self.network_config.pretrained, datamodule.vocabulary_tokens(),
+                                                   freeze=self.network_config.freeze_embeddings)
+            log.info("%s", stats)
+            print(stats)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``ids [B, T]``, ``lengths [B]`` → logits ``[B, num_labels]``."""
+        return self.net(ids, lengths)
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        logits = self(batch["ids"], batch["lengths"])
+        loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.hparams.label_smoothing)
+        self.train_acc(logits, batch["labels"])
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(batch["labels"]))
+        return loss
+
+    def _evaluate(self, batch: dict, metrics: MetricCollection, prefix: str) -> None:
+        logits = self(batch["ids"], batch["lengths"])
+        loss = F.cross_entropy(logits, batch["labels"])
+        metrics.update(logits, batch["labels"])
+        self.log(f"{prefix}loss", loss, batch_size=len(batch["labels"]), sync_dist=True)
+        self.log_dict(metrics, prog_bar=True, batch_size=len(batch["labels"]))
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch, self.val_metrics, "val_")
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch, self.test_metrics, "test_")
+
+    def export_config(self) -> dict:
+        return {"network": config_to_dict(self.network_config), "vocab_size": self.hparams.data_info["vocab_size"],
+                "num_labels": len(self.labels)}

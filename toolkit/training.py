@@ -1,0 +1,142 @@
+"""`bilstm fit | validate | test`: LightningCLI over the task modules, ending in a model directory.
+
+The config picks the task through ``model.class_path`` (e.g. ``toolkit.tasks.TextClassifier``) and the
+data module through ``data.class_path``. Sizes and labels flow from the data module into the model via
+``link_arguments`` (never the other way). After ``fit`` the best checkpoint (by the task's validation
+metric) is validated once more and exported as a model directory whose path is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from pytorch_lightning import LightningDataModule
+from pytorch_lightning.callbacks import ModelSummary
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+from toolkit.artifact import save_model_dir
+from toolkit.errors import ConfigError
+from toolkit.tasks import TaskModule
+
+# Modules a config may name in a class_path. jsonargparse imports whatever a class_path names, so a
+# config from elsewhere could otherwise make `bilstm fit` import arbitrary code.
+ALLOWED_CLASS_PREFIXES = ("toolkit.", "pytorch_lightning.", "lightning.pytorch.", "torch.optim.", "torchmetrics.")
+
+
+def _class_paths(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["class_path"]] if isinstance(node.get("class_path"), str) else []
+        return found + [path for value in node.values() for path in _class_paths(value)]
+    if isinstance(node, list):
+        return [path for value in node for path in _class_paths(value)]
+    return []
+
+
+def check_class_paths(argv: list[str]) -> None:
+    """Refuse configs and ``--x.class_path`` overrides that name classes outside the allowed packages."""
+    named: list[tuple[str, str]] = []
+    for position, arg in enumerate(argv):
+        value = None
+        if arg == "--config" and position + 1 < len(argv):
+            value = argv[position + 1]
+        elif arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        if value is not None:
+            path = Path(value)
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path}")
+            try:
+                content = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except yaml.YAMLError as error:
+                raise ConfigError(f"{path} is not valid YAML: {error}") from None
+            named += [(str(path), class_path) for class_path in _class_paths(content)]
+        elif ".class_path" in arg or arg in ("--model", "--data"):
+            if "=" in arg:
+                named.append(("command line", arg.split("=", 1)[1]))
+            elif position + 1 < len(argv):
+                named.append(("command line", argv[position + 1]))
+    for source, class_path in named:
+        if "." in class_path and not class_path.startswith(ALLOWED_CLASS_PREFIXES):
+            raise ConfigError(
+                f"{source}: class_path {class_path!r} is outside the allowed packages {ALLOWED_CLASS_PREFIXES}; "
+                "configs may only name toolkit, Lightning, torch.optim or torchmetrics classes"
+            )
+
+
+class ToolkitCLI(LightningCLI):
+    """LightningCLI that links data-derived sizes into the model and exports a model directory."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--export_dir", type=str | None, default=None,
+                            help="where fit writes the model directory (default: <trainer.default_root_dir>/model)")
+        parser.link_arguments("data.data_info", "model.init_args.data_info", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelSummary, "summary")
+        parser.set_defaults({"summary.max_depth": 4})
+
+    def after_fit(self) -> None:
+        trainer, model, datamodule = self.trainer, self.model, self.datamodule
+        started = getattr(self, "_fit_started", None)
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        # Validate the best weights once more: this loads them into `model` and gives the metrics to record.
+        results = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        if not trainer.is_global_zero:
+            return
+        config = self.config[self.config.subcommand]
+        target = Path(config.get("export_dir") or Path(trainer.default_root_dir) / "model")
+        metrics = {key: round(float(value), 6) for key, value in (results[0] if results else {}).items()}
+        path = export_model(model, datamodule, target, metrics, {
+            "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+            "best_checkpoint": best or None,
+            "fit_seconds": round(time.perf_counter() - started, 1) if started else None,
+        })
+        print(json.dumps({"model_dir": str(path), "metrics": metrics}))
+        print(f"model directory: {path}")
+
+    def before_fit(self) -> None:
+        self._fit_started = time.perf_counter()
+
+
+def export_model(model: TaskModule, datamodule: LightningDataModule, target: str | Path,
+                 metrics: dict[str, float] | None = None, training: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s network and ``datamodule``'s vocabulary/labels as a model directory."""
+    data_side = datamodule.artifact()
+    return save_model_dir(
+        target,
+        task=model.task,
+        model_config=model.export_config(),
+        state_dict=model.net.state_dict(),
+        json_files=data_side.get("json_files"),
+        extra_files=data_side.get("extra_files"),
+        labels=data_side.get("labels"),
+        tokenizer=data_side.get("tokenizer"),
+        training={**(training or {}), "metrics": metrics or {}, "data": data_side.get("data"),
+                  "torch": torch.__version__},
+    )
+
+
+def run(argv: list[str]) -> None:
+    """Run LightningCLI on ``argv`` (e.g. ``["fit", "--config", "configs/textcat_sample.yaml"]``)."""
+    check_class_paths(argv)
+    ToolkitCLI(
+        TaskModule,
+        LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},  # re-running into the same directory must not fail
+        # Passing args that equal the command line makes LightningCLI warn; None means "read sys.argv".
+        args=None if argv == sys.argv[1:] else argv,
+        auto_configure_optimizers=False,
+        # Resuming uses the config given on the command line; checkpoints hold plain-dict hparams.
+        load_from_checkpoint_support=False,
+    )
+
+
+if __name__ == "__main__":  # DDP re-launches this module with the same arguments
+    run(sys.argv[1:])
