@@ -11,6 +11,8 @@ from typing import Any
 
 _DATAMODULES = {
     "TextClassificationData": "toolkit.data.classification",
+    "TaggingData": "toolkit.data.tagging",
+    "ParallelTextData": "toolkit.data.parallel",
 }
 
 

@@ -64,7 +64,8 @@ class TextClassificationData(pl.LightningDataModule):
         max_vocab: keep at most this many vocabulary entries (most frequent first).
         min_freq: drop tokens seen fewer times in the training data.
         lowercase: lower-case tokens.
-        max_tokens: cut texts to their first ``max_tokens`` tokens.
+        max_tokens: cut texts to ``max_tokens`` tokens.
+        truncate: which tokens a cut text keeps: ``head``, ``tail`` or ``head+tail``.
         lang: spaCy language of the rule-based tokenizer.
         batch_size: training batch size.
         eval_batch_size: validation/test batch size.
@@ -85,6 +86,7 @@ class TextClassificationData(pl.LightningDataModule):
         min_freq: int = 1,
         lowercase: bool = True,
         max_tokens: int | None = None,
+        truncate: str = "head",
         lang: str = "en",
         batch_size: int = 64,
         eval_batch_size: int = 256,
@@ -93,7 +95,8 @@ class TextClassificationData(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.tokenizer_settings = TokenizerSettings(lang=lang, lowercase=lowercase, max_tokens=max_tokens)
+        self.tokenizer_settings = TokenizerSettings(lang=lang, lowercase=lowercase, max_tokens=max_tokens,
+                                                    truncate=truncate)
         self.vocab: Vocab | None = None
         self.labels: list[str] = []
         self.datasets: dict[str, EncodedDataset] = {}

@@ -39,9 +39,9 @@ def data_format(path: str | Path) -> str:
         return "jsonl"
     if suffix in CSV_SUFFIXES:
         return suffix[1:]
-    if suffix in {".conll", ".iob", ".bio", ".bioes"} or Path(path).name.startswith("eng.") and suffix in {
+    if suffix in {".conll", ".iob", ".bio", ".bioes"} or (Path(path).name.startswith("eng.") and suffix in {
         ".train", ".testa", ".testb"
-    }:
+    }):
         return "conll"
     if suffix in {".txt", ".text", ""}:
         return "txt"
@@ -53,7 +53,7 @@ def open_binary(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found" if not path.exists() else "not a regular file")
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def decoded_lines(path: str | Path) -> Iterator[tuple[int, str]]:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
+TRUNCATIONS = ("head", "tail", "head+tail")
 HTML_BREAK = re.compile(r"<br\s*/?\s*>", re.IGNORECASE)
 
 
@@ -27,6 +28,13 @@ class TokenizerSettings:
     """Treat ``<br />`` tags as whitespace."""
     max_tokens: int | None = None
     """Keep at most this many tokens per text (None = all)."""
+    truncate: str = "head"
+    """Which tokens a long text keeps: ``head`` (the first), ``tail`` (the last, as Keras' ``pad_sequences``
+    does by default) or ``head+tail`` (a quarter from the start, the rest from the end)."""
+
+    def __post_init__(self) -> None:
+        if self.truncate not in TRUNCATIONS:
+            raise ValueError(f"truncate must be one of {TRUNCATIONS}, got {self.truncate!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +61,14 @@ class Tokenizer:
         if self.settings.lowercase:
             tokens = [token.lower() for token in tokens]
         limit = self.settings.max_tokens
-        return tokens[:limit] if limit else tokens
+        if not limit or len(tokens) <= limit:
+            return tokens
+        if self.settings.truncate == "head":
+            return tokens[:limit]
+        if self.settings.truncate == "tail":
+            return tokens[-limit:]
+        head = limit // 4  # reviews tend to open with context and close with the verdict
+        return tokens[:head] + tokens[len(tokens) - (limit - head) :]
 
     def __call__(self, text: str) -> list[str]:
         """One text → its tokens (lower-cased and truncated as configured)."""

@@ -125,7 +125,7 @@ def load_pretrained(source: str, tokens: Sequence[str], dim: int) -> tuple[Tenso
             vector = lookup.get(token.lower())
             lowered += vector is not None
         if vector is not None:
-            vectors[index] = torch.from_numpy(np.asarray(vector, dtype=np.float32))
+            vectors[index] = torch.tensor(np.asarray(vector, dtype=np.float32))
             found[index] = True
     return vectors, found, PretrainedStats(source, len(tokens), exact, lowered)
 

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+INITS = ("orthogonal", "torch")
 MERGES = ("concat", "sum", "mean", "mul")
 PADDING_MODES = ("reverse", "packed")
 
@@ -46,6 +47,10 @@ class EncoderConfig:
     """Add each layer's input to its output where their sizes agree (layers ≥ 2)."""
     forget_bias: float = 1.0
     """Initial LSTM forget-gate bias (Jozefowicz et al. 2015); ignored by other cells."""
+    init: str = "orthogonal"
+    """Weight initialisation: ``orthogonal`` (recurrent matrices orthogonal per gate, input matrices
+    Glorot-uniform, biases zero: Keras' defaults, which keep simple RNNs trainable over long texts) or
+    ``torch`` (PyTorch's uniform ±1/√hidden)."""
     padding: str = "reverse"
     """How mixed lengths stay exact: ``reverse`` (unpacked, oneDNN fast path) or ``packed``."""
 
@@ -55,6 +60,8 @@ class EncoderConfig:
             raise ValueError(f"encoder.cell must be one of {CELLS}, got {self.cell!r}")
         if self.merge not in MERGES:
             raise ValueError(f"encoder.merge must be one of {MERGES}, got {self.merge!r}")
+        if self.init not in INITS:
+            raise ValueError(f"encoder.init must be one of {INITS}, got {self.init!r}")
         if self.padding not in PADDING_MODES:
             raise ValueError(f"encoder.padding must be one of {PADDING_MODES}, got {self.padding!r}")
         if self.hidden_size < 1 or self.num_layers < 1:
@@ -79,20 +86,35 @@ class EncoderOutput(NamedTuple):
     whole sequence (forward: at position ``length-1``; backward: at position 0). Exact under padding."""
 
 
-def make_rnn(cell: str, input_size: int, hidden_size: int, forget_bias: float = 1.0) -> nn.RNNBase:
+def _orthogonal_init(rnn: nn.RNNBase, hidden_size: int) -> None:
+    with torch.no_grad():
+        for gate in range(rnn.weight_hh_l0.size(0) // hidden_size):
+            block = slice(gate * hidden_size, (gate + 1) * hidden_size)
+            nn.init.orthogonal_(rnn.weight_hh_l0[block])
+            nn.init.xavier_uniform_(rnn.weight_ih_l0[block])
+        rnn.bias_ih_l0.zero_()
+        rnn.bias_hh_l0.zero_()
+
+
+def make_rnn(cell: str, input_size: int, hidden_size: int, forget_bias: float = 1.0,
+             init: str = "orthogonal") -> nn.RNNBase:
     """One single-layer, unidirectional, time-major fused RNN module."""
     if cell == "lstm":
         rnn: nn.RNNBase = nn.LSTM(input_size, hidden_size)
+    elif cell == "gru":
+        rnn = nn.GRU(input_size, hidden_size)
+    elif cell in ("rnn_tanh", "rnn_relu"):
+        rnn = nn.RNN(input_size, hidden_size, nonlinearity=cell.removeprefix("rnn_"))
+    else:
+        raise ValueError(f"unknown cell {cell!r}; choose one of {CELLS}")
+    if init == "orthogonal":
+        _orthogonal_init(rnn, hidden_size)
+    if cell == "lstm":
         with torch.no_grad():
             # Gate order is (input, forget, cell, output); the two biases add up, so put it all in one.
             rnn.bias_ih_l0[hidden_size : 2 * hidden_size].fill_(forget_bias)
             rnn.bias_hh_l0[hidden_size : 2 * hidden_size].zero_()
-        return rnn
-    if cell == "gru":
-        return nn.GRU(input_size, hidden_size)
-    if cell in ("rnn_tanh", "rnn_relu"):
-        return nn.RNN(input_size, hidden_size, nonlinearity=cell.removeprefix("rnn_"))
-    raise ValueError(f"unknown cell {cell!r}; choose one of {CELLS}")
+    return rnn
 
 
 def reverse_index(lengths: Tensor, max_len: int) -> Tensor:
@@ -129,9 +151,9 @@ class RecurrentLayer(nn.Module):
     def __init__(self, input_size: int, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
-        self.forward_rnn = make_rnn(config.cell, input_size, config.hidden_size, config.forget_bias)
+        self.forward_rnn = make_rnn(config.cell, input_size, config.hidden_size, config.forget_bias, config.init)
         self.backward_rnn = (
-            make_rnn(config.cell, input_size, config.hidden_size, config.forget_bias)
+            make_rnn(config.cell, input_size, config.hidden_size, config.forget_bias, config.init)
             if config.bidirectional
             else None
         )

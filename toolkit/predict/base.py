@@ -19,6 +19,8 @@ from toolkit.errors import InputError, ModelDirError
 # task → "module:Class"; imported on demand so loading a classifier never imports the translator.
 PREDICTORS = {
     "classify": "toolkit.predict.classify:ClassifierPredictor",
+    "tag": "toolkit.predict.tag:TaggerPredictor",
+    "translate": "toolkit.predict.translate:TranslatorPredictor",
 }
 
 
@@ -82,7 +84,15 @@ class Predictor:
         return list(self.meta.get("labels") or [])
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Any]:
-        """Predict for each text; results in input order."""
+        """Predict for each text; results in input order. Each result has ``to_dict()`` (JSON-able)."""
+        raise NotImplementedError
+
+    def evaluate(self, data_file: str | Path, **options: Any) -> dict[str, Any]:
+        """Score the model on a labelled file; one JSON-able dict (``bilstm evaluate``).
+
+        ``options`` are the CLI's generic options (``text_field``, ``label_field``, ``batch_size``…);
+        a task ignores those it has no use for.
+        """
         raise NotImplementedError
 
     @staticmethod

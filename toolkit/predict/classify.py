@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from toolkit.artifact import ModelDir
 from toolkit.config import config_from_dict
-from toolkit.data.batching import length_sorted_batches, pad_ids
+from toolkit.data.batching import pad_ids
+from toolkit.data.readers import check_labels, read_labelled
 from toolkit.data.tokenize import Tokenizer, TokenizerSettings
 from toolkit.data.vocab import Vocab
 from toolkit.errors import ConfigError, ModelDirError
 from toolkit.nn.classifier import ClassifierConfig, TextClassifierNet
 from toolkit.predict.base import Predictor, check_texts
+from toolkit.predict.pipelining import prefetched_windows, sorted_batches
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,12 @@ class ClassifierPredictor(Predictor):
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """Class probabilities ``[len(texts), num_labels]`` (CPU, float32), in input order."""
         texts = check_texts(texts)
-        ids = self.encode(texts)
-        probabilities = torch.empty(len(ids), len(self.labels))
-        for batch in length_sorted_batches([len(seq) for seq in ids], batch_size):
-            padded, lengths = pad_ids([ids[i] for i in batch])
-            logits = self.net(padded.to(self.device, non_blocking=True), lengths)
-            probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu()
+        probabilities = torch.empty(len(texts), len(self.labels))
+        for indices, ids in prefetched_windows(texts, self.encode, window=max(256, 4 * batch_size)):
+            for positions, batch in sorted_batches(indices, [len(seq) for seq in ids], batch_size):
+                padded, lengths = pad_ids([ids[k] for k in positions])
+                logits = self.net(padded.to(self.device, non_blocking=True), lengths)
+                probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu()
         return probabilities
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[ClassPrediction]:
@@ -74,3 +78,22 @@ class ClassifierPredictor(Predictor):
             best = max(range(len(row)), key=row.__getitem__)
             results.append(ClassPrediction(self.labels[best], row[best], dict(zip(self.labels, row, strict=True))))
         return results
+
+    def evaluate(self, data_file: str | Path, text_field: str = "text", label_field: str = "label",
+                 batch_size: int = 64, **_: Any) -> dict[str, Any]:
+        """Accuracy, macro-F1 (torchmetrics) and per-class F1 on a JSONL/CSV file of labelled texts."""
+        from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+        examples = read_labelled(data_file, text_field, label_field)
+        check_labels(examples, self.labels, data_file)
+        index = {label: i for i, label in enumerate(self.labels)}
+        target = torch.tensor([index[example.label] for example in examples])
+        predicted = self.predict_proba([example.text for example in examples], batch_size).argmax(-1)
+        classes = len(self.labels)
+        per_class = multiclass_f1_score(predicted, target, classes, average="none").tolist()
+        return {
+            "accuracy": round(multiclass_accuracy(predicted, target, classes, average="micro").item(), 6),
+            "macro_f1": round(multiclass_f1_score(predicted, target, classes, average="macro").item(), 6),
+            "n": len(examples),
+            "per_class_f1": {label: round(value, 6) for label, value in zip(self.labels, per_class, strict=True)},
+        }

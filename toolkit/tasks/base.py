@@ -76,7 +76,10 @@ class TaskModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_callbacks(self):
-        # Keep the best checkpoint by the task's validation metric (plus the last one, for resuming).
+        # Keep the best checkpoint by the task's validation metric (plus the last one, for resuming);
+        # nothing when the trainer runs with checkpointing switched off (benchmarks).
+        if not self.trainer.checkpoint_callbacks:
+            return []
         return [ModelCheckpoint(monitor=self.monitor, mode="max", save_last=True,
                                 filename="best-{epoch}-{step}", auto_insert_metric_name=False)]
 

@@ -1,0 +1,38 @@
+# The README's commands. Each target bootstraps .venv first (offline-safe pins; torch from the local wheel).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BILSTM := $(VENV)/bin/bilstm
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -r requirements-dev.txt
+	$(PY) -m pip install -q -c constraints.txt --no-deps -e .
+	touch $@
+
+# Main job: train a small sentiment classifier on the bundled sample, evaluate it, label a few texts.
+demo: $(STAMP)
+	$(BILSTM) fit --config configs/textcat_sample.yaml
+	$(BILSTM) evaluate runs/textcat_sample/model samples/textcat/dev.jsonl
+	$(BILSTM) label runs/textcat_sample/model samples/textcat/unlabelled.txt runs/textcat_sample/labels.jsonl
+	@echo "--- first labelled texts (runs/textcat_sample/labels.jsonl) ---"
+	@head -n 5 runs/textcat_sample/labels.jsonl | $(PY) -c 'import json,sys; [print(f"{r[\"label\"]:>3} {r[\"score\"]:.2f}  {r[\"text\"][:90]}") for r in map(json.loads, sys.stdin)]'
+	@echo "model directory: runs/textcat_sample/model"
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check toolkit pipelines serving benchmarks tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/predict_speed.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,41 @@
+"""Shared fixtures: the bundled samples and one tiny trained model directory per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded during tests
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+BILSTM = [sys.executable, "-m", "toolkit.cli"]
+
+
+def run_bilstm(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `bilstm` command in a subprocess and capture its output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([*BILSTM, *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def textcat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`bilstm fit` on the bundled sentiment sample (a few epochs); returns the run directory."""
+    run_dir = tmp_path_factory.mktemp("textcat_run")
+    result = run_bilstm("fit", "--config", "configs/textcat_sample.yaml", "--trainer.max_epochs", "4",
+                        "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
+                        "--trainer.accelerator", "cpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"model directory: {run_dir / 'model'}" in result.stdout
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def textcat_model_dir(textcat_run: Path) -> Path:
+    return textcat_run / "model"

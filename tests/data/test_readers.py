@@ -1,0 +1,82 @@
+import gzip
+import json
+
+import pytest
+
+from toolkit.data.readers import check_labels, read_labelled
+from toolkit.errors import DataError
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_reads_jsonl_csv_and_gzip(tmp_path):
+    rows = [{"text": "good film", "label": "pos"}, {"text": "bad, sad", "label": "neg"}]
+    examples = read_labelled(write_jsonl(tmp_path / "a.jsonl", rows))
+    assert [(e.text, e.label, e.line) for e in examples] == [("good film", "pos", 1), ("bad, sad", "neg", 2)]
+    (tmp_path / "b.csv").write_text('review,stars\n"bad, sad",neg\ngood film,pos\n', encoding="utf-8")
+    assert [e.text for e in read_labelled(tmp_path / "b.csv", "review", "stars")] == ["bad, sad", "good film"]
+    (tmp_path / "c.jsonl.gz").write_bytes(gzip.compress((json.dumps(rows[0]) + "\n").encode()))
+    assert read_labelled(tmp_path / "c.jsonl.gz")[0].label == "pos"
+
+
+def test_missing_field_names_file_line_and_fix(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": "x"}, {"review": "b", "label": "y"}])
+    with pytest.raises(DataError) as error:
+        read_labelled(path)
+    message = str(error.value)
+    assert f"{path}:2" in message and "missing text field 'text'" in message and "review" in message
+    assert "text_field" in message
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n\n")
+    with pytest.raises(DataError, match=r"empty.jsonl: contains no records"):
+        read_labelled(path)
+
+
+def test_undecodable_line_is_reported_with_its_number(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"text": "ok", "label": "pos"}\n{"text": "caf\xe9", "label": "neg"}\n')
+    with pytest.raises(DataError, match=r"latin1.jsonl:2: line is not valid UTF-8"):
+        read_labelled(path)
+
+
+def test_bad_json_and_wrong_types(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "ok", "label": "pos"}\n{"text": "oops", "label": \n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: not valid JSON"):
+        read_labelled(path)
+    path.write_text('["text", "label"]\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:1: expected a JSON object"):
+        read_labelled(path)
+    path.write_text('{"text": null, "label": "pos"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:1: field 'text' must be a string"):
+        read_labelled(path)
+    path.write_text('{"text": "  ", "label": "pos"}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:1: field 'text' is empty"):
+        read_labelled(path)
+
+
+def test_csv_with_wrong_column_count(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("text,label\na,b,c\n")
+    with pytest.raises(DataError, match=r"x.csv:2: has 3 columns but the header has 2"):
+        read_labelled(path)
+
+
+def test_unknown_label_names_line(tmp_path):
+    path = write_jsonl(tmp_path / "dev.jsonl", [{"text": "a", "label": "pos"}, {"text": "b", "label": "meh"}])
+    with pytest.raises(DataError, match=r"dev.jsonl:2: unknown label 'meh'; the model knows \['neg', 'pos'\]"):
+        check_labels(read_labelled(path), ["neg", "pos"], path)
+
+
+def test_missing_file_and_unknown_type(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        read_labelled(tmp_path / "nope.jsonl")
+    (tmp_path / "x.parquet").write_text("")
+    with pytest.raises(DataError, match="unknown file type '.parquet'"):
+        read_labelled(tmp_path / "x.parquet")

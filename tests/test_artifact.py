@@ -1,0 +1,88 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from toolkit.artifact import FORMAT_VERSION, load_model_dir, save_model_dir
+from toolkit.errors import ModelDirError
+from toolkit.predict import Predictor
+
+
+def write(path, **overrides):
+    return save_model_dir(path, task="classify", model_config={"x": 1}, state_dict={"w": torch.ones(2, 3)},
+                          json_files={"vocab.json": {"tokens": ["<pad>", "<unk>"]}}, labels=["a", "b"], **overrides)
+
+
+def test_round_trip(tmp_path):
+    path = write(tmp_path / "m", training={"metrics": {"acc": 0.9}})
+    loaded = load_model_dir(path)
+    assert loaded.meta["format_version"] == FORMAT_VERSION and loaded.meta["task"] == "classify"
+    assert loaded.meta["labels"] == ["a", "b"] and loaded.meta["training"]["metrics"] == {"acc": 0.9}
+    assert torch.equal(loaded.state_dict["w"], torch.ones(2, 3))
+    assert loaded.json_file("vocab.json") == {"tokens": ["<pad>", "<unk>"]}
+    assert set(loaded.meta["files"]) == {"model.safetensors", "vocab.json"}
+
+
+def test_rewrite_in_place_replaces_atomically(tmp_path):
+    write(tmp_path / "m")
+    save_model_dir(tmp_path / "m", task="classify", model_config={"x": 2}, state_dict={"w": torch.zeros(1)})
+    assert load_model_dir(tmp_path / "m").meta["model_config"] == {"x": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging or old copies left behind
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(ModelDirError, match="not a model directory; refusing to overwrite"):
+        write(tmp_path / "notes")
+
+
+def test_missing_directory_and_meta(tmp_path):
+    with pytest.raises(ModelDirError, match="model directory not found"):
+        load_model_dir(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelDirError, match="meta.json is missing"):
+        load_model_dir(tmp_path / "empty")
+
+
+def test_missing_file_is_named(tmp_path):
+    path = write(tmp_path / "m")
+    (path / "vocab.json").unlink()
+    with pytest.raises(ModelDirError, match="incomplete: vocab.json is missing"):
+        load_model_dir(path)
+
+
+def test_corrupt_weights_are_detected(tmp_path):
+    path = write(tmp_path / "m")
+    data = bytearray((path / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelDirError, match="model.safetensors is corrupt"):
+        load_model_dir(path)
+
+
+def test_corrupt_meta_and_newer_format(tmp_path):
+    path = write(tmp_path / "m")
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(ModelDirError, match="newer than this toolkit .* upgrade bilstm-toolkit"):
+        load_model_dir(path)
+    (path / "meta.json").write_text(json.dumps({**meta, "task": "summarise"}))
+    with pytest.raises(ModelDirError, match="unknown task 'summarise'"):
+        load_model_dir(path)
+    (path / "meta.json").write_text("{not json")
+    with pytest.raises(ModelDirError, match="meta.json is corrupt"):
+        load_model_dir(path)
+
+
+def test_weights_that_do_not_fit_the_config_are_named(textcat_model_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(textcat_model_dir, copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    meta["model_config"]["network"]["encoder"]["hidden_size"] += 1
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelDirError, match="weights do not match the model config.*wrong shapes"):
+        Predictor.load(copy, device="cpu")
+
+
+def test_no_pickle_in_the_model_directory(textcat_model_dir):
+    names = {p.name for p in textcat_model_dir.iterdir()}
+    assert names == {"meta.json", "vocab.json", "model.safetensors"}
+    assert not (textcat_model_dir / "model.safetensors").read_bytes()[:2] == b"\x80\x04"  # not a pickle stream
