@@ -1,0 +1,151 @@
+"""Translator predictor: source texts → detokenised translations (greedy or beam search).
+
+The predictor holds only the network and the tokenizers; every call builds its own decoder state, so
+one instance can serve concurrent requests (torch releases the GIL in its kernels).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toolkit.artifact import ModelDir
+from toolkit.config import config_from_dict
+from toolkit.data.batching import length_sorted_batches, pad_ids
+from toolkit.data.bitext import read_parallel
+from toolkit.data.subword import SubwordTokenizer
+from toolkit.errors import ConfigError, InputError, ModelDirError
+from toolkit.nn.beam import DecodingConfig
+from toolkit.nn.seq2seq import Seq2SeqConfig, Seq2SeqNet
+from toolkit.predict.base import Predictor, check_texts
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One source text's translation.
+
+    ``attention`` (only when asked for) has one row per output subword (``</s>`` last, when produced)
+    and one column per source subword; ``source_tokens``/``target_tokens`` label its axes.
+    """
+
+    source: str
+    translation: str
+    score: float
+    attention: list[list[float]] | None = None
+    source_tokens: list[str] | None = None
+    target_tokens: list[str] | None = None
+
+    def to_dict(self) -> dict:
+        result: dict[str, Any] = {"source": self.source, "translation": self.translation, "score": self.score}
+        if self.attention is not None:
+            result.update(attention=self.attention, source_tokens=self.source_tokens, target_tokens=self.target_tokens)
+        return result
+
+
+class TranslatorPredictor(Predictor):
+    """Subword-encode → encode → greedy/beam search → detokenise, in length-sorted batches."""
+
+    task = "translate"
+
+    def __init__(self, model_dir: ModelDir, device: torch.device) -> None:
+        super().__init__(model_dir, device)
+        meta = self.meta
+        try:
+            config = meta["model_config"]
+            network = config_from_dict(Seq2SeqConfig, config["network"], "meta.json model_config.network")
+            self.decoding = config_from_dict(DecodingConfig, config["decoding"], "meta.json model_config.decoding")
+            files = meta["tokenizer"]["files"]
+            self.source_tokenizer = SubwordTokenizer.from_json(model_dir.json_file(files["source"]))
+            self.target_tokenizer = (self.source_tokenizer if files["target"] == files["source"]
+                                     else SubwordTokenizer.from_json(model_dir.json_file(files["target"])))
+            sizes = config["source_vocab_size"], config["target_vocab_size"]
+            special = config["special_ids"]
+        except (KeyError, TypeError, ValueError, ConfigError, OSError) as error:
+            raise ModelDirError(f"{model_dir.path}: meta.json or tokenizer files are inconsistent ({error})") from None
+        if (self.source_tokenizer.vocab_size, self.target_tokenizer.vocab_size) != tuple(sizes):
+            raise ModelDirError(f"{model_dir.path}: tokenizer vocabularies do not match the sizes in meta.json")
+        self.source_lang = meta["tokenizer"].get("source_lang", "de")
+        self.target_lang = meta["tokenizer"].get("target_lang", "en")
+        self.net = Seq2SeqNet(network, *sizes, bos=special["bos"], eos=special["eos"],
+                              banned=(special["pad"], special["bos"]))
+        self.load_weights(self.net, model_dir)
+        self.net.to(device).eval()
+
+    def _decoding(self, beam_size: int | None, length_penalty: float | None) -> DecodingConfig:
+        changes = {k: v for k, v in (("beam_size", beam_size), ("length_penalty", length_penalty)) if v is not None}
+        decoding = replace(self.decoding, **changes)
+        try:
+            decoding.validate()
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        return decoding
+
+    @torch.inference_mode()
+    def predict(self, texts: Sequence[str], batch_size: int = 64, beam_size: int | None = 5,
+                return_attention: bool = False, length_penalty: float | None = None) -> list[Translation]:
+        """Translate each text; results in input order.
+
+        Args:
+            texts: source sentences (non-blank strings).
+            batch_size: sentences decoded together (each with ``beam_size`` hypotheses).
+            beam_size: 1 = greedy; None = the model's default.
+            return_attention: add attention weights and the subword tokens of both sides.
+            length_penalty: α of the length normalisation; None = the model's default.
+        """
+        texts = check_texts(texts)
+        decoding = self._decoding(beam_size, length_penalty)
+        ids = self.source_tokenizer.encode(texts)
+        results: list[Translation | None] = [None] * len(texts)
+        for batch in length_sorted_batches([len(seq) for seq in ids], batch_size):
+            source, lengths = pad_ids([ids[i] for i in batch])
+            hypotheses = self.net.translate(source.to(self.device), lengths.to(self.device), decoding,
+                                            return_attention=return_attention)
+            outputs = self.target_tokenizer.decode([h.tokens for h in hypotheses])
+            for index, hypothesis, output in zip(batch, hypotheses, outputs, strict=True):
+                extra = {}
+                if return_attention:
+                    target = hypothesis.tokens + ([self.net.eos] if len(hypothesis.attention) > len(hypothesis.tokens)
+                                                  else [])
+                    extra = {"attention": [[round(w, 5) for w in row] for row in hypothesis.attention.tolist()],
+                             "source_tokens": self.source_tokenizer.tokens(ids[index]),
+                             "target_tokens": self.target_tokenizer.tokens(target)}
+                results[index] = Translation(texts[index], output, round(hypothesis.score, 6), **extra)
+        return results
+
+    def evaluate(self, data_file: str | Path, batch_size: int = 64, beam_size: int | None = None,
+                 text_field: str | None = None, label_field: str | None = None, **_: Any) -> dict[str, Any]:
+        """sacreBLEU (cased, detokenised) and chrF of the translations of a parallel file.
+
+        ``data_file`` is a source file whose reference sits beside it under the swapped language suffix
+        (``val.de`` → ``val.en``, ``val.de.gz`` → ``val.en.gz``) or a JSONL file with ``source``/``target``
+        fields (``--text-field``/``--label-field`` rename them). ``beam_size`` None = the model's default.
+        """
+        import sacrebleu
+
+        fields = {"source_field": text_field if text_field not in (None, "text") else "source",
+                  "target_field": label_field if label_field not in (None, "label") else "target"}
+        pairs = read_parallel(data_file, self.source_lang, self.target_lang, **fields)
+        decoding = self._decoding(beam_size, None)
+        started = time.perf_counter()
+        outputs = [t.translation for t in self.predict([p.source for p in pairs], batch_size, decoding.beam_size)]
+        seconds = time.perf_counter() - started
+        references = [[p.target for p in pairs]]
+        bleu_metric, chrf_metric = sacrebleu.BLEU(), sacrebleu.CHRF()
+        bleu = bleu_metric.corpus_score(outputs, references)
+        chrf = chrf_metric.corpus_score(outputs, references)
+        return {
+            "bleu": round(bleu.score, 2),
+            "chrf": round(chrf.score, 2),
+            "n": len(pairs),
+            "beam_size": decoding.beam_size,
+            "length_penalty": decoding.length_penalty,
+            "bleu_details": bleu.format(signature=str(bleu_metric.get_signature())),
+            "chrf_signature": str(chrf_metric.get_signature()),
+            "seconds": round(seconds, 2),
+            "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 2),
+        }

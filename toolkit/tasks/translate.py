@@ -1,0 +1,157 @@
+"""Translation: a thin LightningModule around :class:`~toolkit.nn.seq2seq.Seq2SeqNet`.
+
+Training: teacher forcing with label-smoothed cross-entropy over the real target tokens (the output
+softmax is computed only at non-padding positions). Logged: ``train_loss``, ``train_ppl`` (perplexity
+of the unsmoothed NLL), and per validation epoch ``val_loss``/``val_ppl`` (token-weighted over the whole
+dev set) plus ``val_bleu``/``val_chrf``: sacreBLEU (cased, detokenised) of greedy translations against
+the raw reference sentences. ``val_bleu`` picks the checkpoint that is exported.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from toolkit.config import config_from_dict, config_to_dict
+from toolkit.nn.beam import DecodingConfig
+from toolkit.nn.seq2seq import Seq2SeqConfig, Seq2SeqNet
+from toolkit.tasks.base import OptimizerConfig, TaskModule
+
+
+def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Label-smoothed cross-entropy, as ``F.cross_entropy(label_smoothing=ε)``: ``(1-ε)·NLL + ε·mean(-log p)``.
+
+    Args:
+        log_probs: ``[tokens, vocab]``; target: ``[tokens]``.
+
+    Returns:
+        ``(smoothed loss summed over tokens, NLL summed over tokens)``; the NLL gives perplexity.
+    """
+    nll = -log_probs.gather(1, target.unsqueeze(1)).squeeze(1)
+    uniform = -log_probs.mean(dim=-1)
+    return ((1.0 - smoothing) * nll + smoothing * uniform).sum(), nll.sum()
+
+
+class Translator(TaskModule):
+    """Trains an attentional encoder–decoder (AdamW with warm-up and decay, label smoothing).
+
+    Args:
+        network: architecture (embeddings, encoder, decoder, attention, tying).
+        optimizer: learning rate, weight decay and schedule.
+        data_info: ``{"source_vocab_size", "target_vocab_size", "pad_id", "bos_id", "eos_id"}`` from the
+            DataModule (the CLI links it).
+        label_smoothing: ε of the label-smoothed cross-entropy.
+        decoding: search defaults stored with the model (validation BLEU always decodes greedily).
+        val_bleu: decode the dev set each validation epoch for BLEU/chrF (off: ``val_bleu`` is minus the
+            dev loss so checkpointing still works).
+    """
+
+    task = "translate"
+    monitor = "val_bleu"
+
+    def __init__(
+        self,
+        network: Seq2SeqConfig | None = None,
+        optimizer: OptimizerConfig | None = None,
+        data_info: dict | None = None,
+        label_smoothing: float = 0.1,
+        decoding: DecodingConfig | None = None,
+        val_bleu: bool = True,
+    ) -> None:
+        network = config_from_dict(Seq2SeqConfig, network or Seq2SeqConfig(), "model.network")
+        optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
+        decoding = config_from_dict(DecodingConfig, decoding or DecodingConfig(), "model.decoding")
+        super().__init__(optimizer)
+        if not data_info:
+            raise ValueError("data_info (vocabulary sizes, special ids) is required; the CLI links it from the data")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        decoding.validate()
+        # Plain dicts only, so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters({"network": config_to_dict(network), "optimizer": config_to_dict(optimizer),
+                                   "data_info": data_info, "label_smoothing": label_smoothing,
+                                   "decoding": config_to_dict(decoding), "val_bleu": val_bleu,
+                                   **self.class_path_hparam()})
+        self.network_config, self.decoding = network, decoding
+        self.pad_id = data_info.get("pad_id", 0)
+        self.net = Seq2SeqNet(network, data_info["source_vocab_size"], data_info["target_vocab_size"],
+                              bos=data_info.get("bos_id", 2), eos=data_info.get("eos_id", 3),
+                              banned=(self.pad_id, data_info.get("bos_id", 2)))
+        self.detokenize = None  # target ids → text; taken from the data module in setup()
+        self._eval: dict = {}
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        self.detokenize = getattr(datamodule, "detokenize", None)
+
+    def _loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(smoothed loss sum, NLL sum, number of target tokens)."""
+        attentional, _ = self.net(batch["source"], batch["source_lengths"], batch["target_in"])
+        real = batch["target_out"] != self.pad_id
+        log_probs = torch.log_softmax(self.net.logits(attentional[real]).float(), dim=-1)
+        loss, nll = smoothed_nll(log_probs, batch["target_out"][real], self.hparams.label_smoothing)
+        return loss, nll, int(real.sum())
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        loss, nll, tokens = self._loss(batch)
+        size = len(batch["references"])
+        self.log("train_loss", loss / tokens, prog_bar=True, batch_size=size)
+        self.log("train_ppl", math.exp(min(float(nll) / tokens, 50.0)), batch_size=size)
+        return loss / tokens
+
+    # -- evaluation: loss/perplexity over all tokens, BLEU/chrF of greedy decodes --------------------------
+
+    def _start(self) -> None:
+        self._eval = {"loss": 0.0, "nll": 0.0, "tokens": 0, "hypotheses": [], "references": []}
+
+    def on_validation_epoch_start(self) -> None:
+        self._start()
+
+    def on_test_epoch_start(self) -> None:
+        self._start()
+
+    def _evaluate(self, batch: dict) -> None:
+        loss, nll, tokens = self._loss(batch)
+        state = self._eval
+        state["loss"] += float(loss)
+        state["nll"] += float(nll)
+        state["tokens"] += tokens
+        if self.hparams.val_bleu:
+            greedy = DecodingConfig(**{**config_to_dict(self.decoding), "beam_size": 1})
+            results = self.net.translate(batch["source"], batch["source_lengths"], greedy)
+            ids = [result.tokens for result in results]
+            state["hypotheses"] += self.detokenize(ids) if self.detokenize else [" ".join(map(str, i)) for i in ids]
+            state["references"] += batch["references"]
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch)
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch)
+
+    def _finish(self, prefix: str) -> None:
+        state = self._eval
+        tokens = max(state["tokens"], 1)
+        metrics = {f"{prefix}loss": state["loss"] / tokens, f"{prefix}ppl": math.exp(min(state["nll"] / tokens, 50.0))}
+        if self.hparams.val_bleu and state["hypotheses"]:
+            import sacrebleu
+
+            references = [state["references"]]
+            metrics[f"{prefix}bleu"] = sacrebleu.corpus_bleu(state["hypotheses"], references).score
+            metrics[f"{prefix}chrf"] = sacrebleu.corpus_chrf(state["hypotheses"], references).score
+        else:
+            metrics[f"{prefix}bleu"] = -metrics[f"{prefix}loss"]
+        self.log_dict(metrics, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish("val_")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish("test_")
+
+    def export_config(self) -> dict:
+        info = self.hparams.data_info
+        return {"network": config_to_dict(self.network_config), "decoding": config_to_dict(self.decoding),
+                "source_vocab_size": info["source_vocab_size"], "target_vocab_size": info["target_vocab_size"],
+                "special_ids": {"pad": self.pad_id, "bos": self.net.bos, "eos": self.net.eos}}
