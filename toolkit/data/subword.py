@@ -3,7 +3,8 @@
 Text is NFKC-normalised, split on whitespace the SentencePiece way (a word-initial ``▁`` marks where a
 space was) and at punctuation, then cut into subwords. Because every space is kept in the tokens,
 decoding is exact: ``decode(encode(text)) == " ".join(text.split())`` for characters the vocabulary
-knows (unknown characters become ``<unk>`` and vanish from decoded text).
+knows: printable ASCII and Latin-1 letters always, anything else seen in training (other characters
+become ``<unk>`` and vanish from decoded text).
 
 The first four ids are fixed in every tokenizer this module trains (and checked when one is loaded):
 ``<pad>`` 0, ``<unk>`` 1, ``<s>`` 2, ``</s>`` 3. The trained tokenizer is saved as its JSON inside the
@@ -14,6 +15,7 @@ two languages have separate vocabularies).
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -23,6 +25,10 @@ PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(4)
 SUBWORD_MODELS = ("bpe", "unigram")
+# Always in the vocabulary, seen in training or not, so common characters never decode to nothing:
+# printable ASCII and the Latin-1 letters (German umlauts and ß, French and Spanish accents).
+BASE_ALPHABET = sorted(set(string.ascii_letters + string.digits + string.punctuation)
+                       | {chr(c) for c in range(0xC0, 0x100) if chr(c).isalpha()})
 
 
 @dataclass(frozen=True)
@@ -107,11 +113,12 @@ def train_subword(texts: Iterable[str], settings: SubwordSettings, length: int |
     if settings.model == "bpe":
         tokenizer = Tokenizer(models.BPE(unk_token=UNK))
         trainer = trainers.BpeTrainer(vocab_size=settings.vocab_size, min_frequency=settings.min_frequency,
-                                      special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+                                      special_tokens=list(SPECIAL_TOKENS), initial_alphabet=BASE_ALPHABET,
+                                      show_progress=False)
     else:
         tokenizer = Tokenizer(models.Unigram())
         trainer = trainers.UnigramTrainer(vocab_size=settings.vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                          unk_token=UNK, show_progress=False)
+                                          unk_token=UNK, initial_alphabet=BASE_ALPHABET, show_progress=False)
     steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if settings.lowercase else [])
     tokenizer.normalizer = normalizers.Sequence(steps)
     # Metaspace keeps every space as "▁" inside the tokens, so splitting at punctuation afterwards

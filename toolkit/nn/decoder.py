@@ -170,7 +170,7 @@ class AttentionDecoder(nn.Module):
     # -- computation ------------------------------------------------------------------------------------
 
     def _rnn(self, x: Tensor, state: DecoderState) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Run the stacked RNN over time-major ``x [time, batch, input]`` from ``state``."""
+        """Run the stacked RNN over time-major ``x [time, batch, input]`` from ``state`` (fused kernels)."""
         hiddens, cells = [], []
         for depth, rnn in enumerate(self.layers):
             if depth > 0:
@@ -183,6 +183,50 @@ class AttentionDecoder(nn.Module):
                 x, h = rnn(x, h)
             hiddens.append(h)
         return x, torch.cat(hiddens), torch.cat(cells) if cells else None
+
+    def _input_projection(self, embedded: Tensor) -> Tensor:
+        """The embedding part of the first layer's input transform, ``W_ih[:, :E] e + b_ih`` (``[..., gates]``).
+
+        With input feeding, this is computed for all target positions in one matrix product; only the
+        feed and recurrent parts remain per step.
+        """
+        rnn = self.layers[0]
+        return nn.functional.linear(embedded, rnn.weight_ih_l0[:, : embedded.size(-1)], rnn.bias_ih_l0)
+
+    def _cell(self, depth: int, projected: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """One step of layer ``depth`` given its input already projected (``W_ih x + b_ih``, ``[batch, gates]``).
+
+        The same equations as ``nn.LSTM``/``nn.GRU`` on the same parameters; for single steps plain matrix
+        products are faster on CPU than the fused oneDNN kernel, which re-lays out its weights every call.
+        """
+        rnn = self.layers[depth]
+        recurrent = nn.functional.linear(h, rnn.weight_hh_l0, rnn.bias_hh_l0)
+        if c is not None:  # LSTM, gate order (input, forget, cell, output)
+            i, f, g, o = (projected + recurrent).chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c), c
+        x_r, x_z, x_n = projected.chunk(3, dim=1)  # GRU, gate order (reset, update, new)
+        h_r, h_z, h_n = recurrent.chunk(3, dim=1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        return (1 - z) * torch.tanh(x_n + r * h_n) + z * h, None
+
+    def _step_rnn(self, projected: Tensor, feed: Tensor | None, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """All layers for one step; ``projected`` from :meth:`_input_projection` → (top output, new h/c)."""
+        if feed is not None:
+            embedding_dim = self.embed.dim
+            projected = projected + nn.functional.linear(feed, self.layers[0].weight_ih_l0[:, embedding_dim:])
+        hiddens, cells = [], []
+        x = None
+        for depth in range(len(self.layers)):
+            if depth > 0:
+                rnn = self.layers[depth]
+                projected = nn.functional.linear(self.dropout(x), rnn.weight_ih_l0, rnn.bias_ih_l0)
+            c = state.cell[depth] if state.cell is not None else None
+            x, c = self._cell(depth, projected, state.hidden[depth], c)
+            hiddens.append(x)
+            cells.append(c)
+        cell = torch.stack(cells) if state.cell is not None else None
+        return x, DecoderState(torch.stack(hiddens), cell, state.feed)
 
     def _attend(self, queries: Tensor, memory: Memory) -> tuple[Tensor, Tensor]:
         """``queries [batch, time, hidden]`` → (h̃ ``[batch, time, hidden]``, weights ``[batch, time, src_len]``)."""
@@ -207,13 +251,11 @@ class AttentionDecoder(nn.Module):
         Returns:
             ``(logits [batch, vocab], new state, attention weights [batch, src_len])``.
         """
-        x = self.embed(tokens.unsqueeze(1)).squeeze(1)  # [B, E]
-        if state.feed is not None:
-            x = torch.cat([x, state.feed], dim=-1)
-        output, h, c = self._rnn(x.unsqueeze(0), state)  # output [1, B, H]
-        attentional, weights = self._attend(output.transpose(0, 1), memory)  # [B, 1, H], [B, 1, S]
+        projected = self._input_projection(self.embed(tokens.unsqueeze(1)).squeeze(1))  # [B, gates]
+        output, state = self._step_rnn(projected, state.feed, state)  # output [B, H]
+        attentional, weights = self._attend(output.unsqueeze(1), memory)  # [B, 1, H], [B, 1, S]
         attentional = attentional.squeeze(1)
-        new_state = DecoderState(h, c, attentional if self.config.input_feeding else None)
+        new_state = state._replace(feed=attentional if self.config.input_feeding else None)
         return self.logits(attentional), new_state, weights.squeeze(1)
 
     def forward(self, targets: Tensor, state: DecoderState, memory: Memory) -> tuple[Tensor, Tensor]:
@@ -235,12 +277,12 @@ class AttentionDecoder(nn.Module):
             # attention for all positions is one batched matrix product.
             output, _, _ = self._rnn(embedded.transpose(0, 1), state)
             return self._attend(output.transpose(0, 1), memory)
+        projected = self._input_projection(embedded)  # [B, T, gates]: one product for all positions
         attentionals, weights = [], []
         for t in range(targets.size(1)):
-            x = torch.cat([embedded[:, t], state.feed], dim=-1)
-            output, h, c = self._rnn(x.unsqueeze(0), state)
-            attentional, weight = self._attend(output.transpose(0, 1), memory)
+            output, state = self._step_rnn(projected[:, t], state.feed, state)
+            attentional, weight = self._attend(output.unsqueeze(1), memory)
             attentionals.append(attentional)
             weights.append(weight)
-            state = DecoderState(h, c, attentional.squeeze(1))
+            state = state._replace(feed=attentional.squeeze(1))
         return torch.cat(attentionals, dim=1), torch.cat(weights, dim=1)

@@ -97,7 +97,7 @@ class Translator(TaskModule):
         loss, nll, tokens = self._loss(batch)
         size = len(batch["references"])
         self.log("train_loss", loss / tokens, prog_bar=True, batch_size=size)
-        self.log("train_ppl", math.exp(min(float(nll) / tokens, 50.0)), batch_size=size)
+        self.log("train_ppl", math.exp(min(float(nll.detach()) / tokens, 50.0)), batch_size=size)
         return loss / tokens
 
     # -- evaluation: loss/perplexity over all tokens, BLEU/chrF of greedy decodes --------------------------
