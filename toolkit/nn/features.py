@@ -1,0 +1,93 @@
+"""Word-level input features for taggers: character encoders, casing embedding, locked dropout."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from toolkit.nn.encoder import EncoderConfig, RecurrentEncoder
+
+CASINGS = ("<pad>", "numeric", "mostly_numeric", "lower", "upper", "title", "contains_digit", "other")
+
+
+def casing_id(token: str) -> int:
+    """Casing class of a token (index into :data:`CASINGS`), as in Reimers & Gurevych (2017)."""
+    digits = sum(ch.isdigit() for ch in token)
+    if token.isdigit():
+        return 1
+    if digits / max(len(token), 1) > 0.5:
+        return 2
+    if token.islower():
+        return 3
+    if token.isupper():
+        return 4
+    if token[:1].isupper():
+        return 5
+    if digits:
+        return 6
+    return 7
+
+
+class LockedDropout(nn.Module):
+    """Variational dropout: one mask per sequence, shared across time steps (Gal & Ghahramani 2016)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [batch, time, features]`` → same shape."""
+        if not self.training or self.p == 0:
+            return x
+        mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - self.p) / (1 - self.p)
+        return x * mask
+
+
+class CharCNN(nn.Module):
+    """Character embeddings → 1-D convolution → max over characters (Ma & Hovy 2016).
+
+    Args:
+        num_chars: character vocabulary size (0 = padding).
+        char_dim: character embedding size.
+        filters: output size (number of convolution filters).
+        width: convolution width.
+    """
+
+    def __init__(self, num_chars: int, char_dim: int = 30, filters: int = 50, width: int = 3) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, char_dim, padding_idx=0)
+        self.conv = nn.Conv1d(char_dim, filters, width, padding=width // 2)
+        self.output_size = filters
+
+    def forward(self, chars: Tensor) -> Tensor:
+        """``chars [batch, time, max_chars]`` (0 = padding) → ``[batch, time, filters]``."""
+        batch, time, length = chars.shape
+        flat = chars.reshape(batch * time, length)
+        hidden = self.conv(self.embed(flat).transpose(1, 2))  # [N, filters, chars]
+        hidden = hidden.masked_fill((flat == 0).unsqueeze(1), float("-inf")).amax(2)
+        hidden = hidden.masked_fill(torch.isinf(hidden), 0.0)  # padded word positions have no characters
+        return hidden.view(batch, time, -1)
+
+
+class CharBiLSTM(nn.Module):
+    """Character embeddings → BiLSTM; a word is the concatenation of both final states (Lample et al. 2016)."""
+
+    def __init__(self, num_chars: int, char_dim: int = 25, hidden: int = 25) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, char_dim, padding_idx=0)
+        self.encoder = RecurrentEncoder(char_dim, EncoderConfig(cell="lstm", hidden_size=hidden))
+        self.output_size = 2 * hidden
+
+    def forward(self, chars: Tensor) -> Tensor:
+        """``chars [batch, time, max_chars]`` (0 = padding) → ``[batch, time, 2 × hidden]``."""
+        batch, time, length = chars.shape
+        flat = chars.reshape(batch * time, length)
+        lengths = (flat != 0).sum(1)
+        words = lengths > 0
+        out = flat.new_zeros(batch * time, self.output_size, dtype=self.embed.weight.dtype)
+        if words.any():
+            chosen = flat[words]
+            used = int(lengths.max())
+            final = self.encoder(self.embed(chosen[:, :used]), lengths[words]).last_hidden[-1]  # [2, N, hidden]
+            out[words] = torch.cat([final[0], final[1]], dim=-1)
+        return out.view(batch, time, -1)

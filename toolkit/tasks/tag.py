@@ -1,0 +1,124 @@
+"""Sequence tagging (NER): a thin LightningModule around :class:`~toolkit.nn.tagger.SequenceTaggerNet`."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from toolkit.config import config_from_dict, config_to_dict
+from toolkit.data.tagging_features import TaggingFeaturizer
+from toolkit.data.tagschemes import allowed_transitions, convert
+from toolkit.metrics import entity_scores
+from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig
+from toolkit.tasks.base import OptimizerConfig, TaskModule
+
+log = logging.getLogger(__name__)
+
+
+class SequenceTagger(TaskModule):
+    """Trains a BiLSTM-CRF (or softmax) tagger; validation reports seqeval entity F1 in the data's scheme.
+
+    Args:
+        network: architecture (features, encoder, decoder).
+        optimizer: learning rate, weight decay and schedule.
+        data_info: vocabulary sizes, tags, schemes and transformer path from the DataModule (linked by the CLI).
+    """
+
+    task = "tag"
+    monitor = "val_f1"
+
+    def __init__(self, network: TaggerConfig | None = None, optimizer: OptimizerConfig | None = None,
+                 data_info: dict | None = None) -> None:
+        network = config_from_dict(TaggerConfig, network or TaggerConfig(), "model.network")
+        optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
+        super().__init__(optimizer)
+        if not data_info:
+            raise ValueError("data_info (vocab_size, num_chars, tags, scheme) is required; the CLI links it")
+        self.save_hyperparameters({"network": config_to_dict(network), "optimizer": config_to_dict(optimizer),
+                                   "data_info": data_info, **self.class_path_hparam()})
+        self.network_config = network
+        self.tags = list(data_info["tags"])
+        self.scheme, self.input_scheme = data_info["scheme"], data_info["input_scheme"]
+        self.net = SequenceTaggerNet(network, data_info["vocab_size"], data_info["num_chars"], len(self.tags),
+                                     allowed_transitions(self.tags, self.scheme), data_info.get("transformer"))
+        self._gold: list[list[str]] = []
+        self._predicted: list[list[str]] = []
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if stage == "fit" and self.network_config.pretrained and datamodule is not None:
+            stats = self.net.embed.initialise_from(self.network_config.pretrained, datamodule.vocabulary_tokens(),
+                                                   freeze=self.network_config.freeze_embeddings)
+            log.info("%s", stats)
+            print(stats)
+
+    def on_fit_start(self) -> None:
+        """Run a frozen transformer once over the training and dev sentences and keep its word features.
+
+        Frozen features never change, and on a CPU the transformer costs more than the rest of an epoch,
+        so every later epoch reads the cached features (stored as float16: ~200 MB for CoNLL-2003).
+        """
+        transformer = self.net.transformer
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if transformer is None or transformer.config.fine_tune or datamodule is None:
+            return
+        for split in ("train", "val"):
+            dataset = datamodule.datasets.get(split)
+            if dataset is None or "transformer_features" in dataset.items[0]:
+                continue
+            order = sorted(range(len(dataset.items)), key=lambda i: dataset.lengths[i])
+            with torch.inference_mode():
+                for start in range(0, len(order), 64):
+                    chosen = [dataset.items[i] for i in order[start:start + 64]]
+                    batch = {k: v.to(self.device) for k, v in TaggingFeaturizer.collate(chosen).items()}
+                    features = transformer(batch["subwords"], batch["subword_mask"], batch["subword_words"],
+                                           batch["words"].size(1)).half().cpu()
+                    for row, item in enumerate(chosen):
+                        item["transformer_features"] = features[row, : len(item["words"])].clone()
+            log.info("cached frozen transformer features for %d %s sentences", len(order), split)
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        loss = self.net.loss(self.net(batch), batch)
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(batch["lengths"]))
+        return loss
+
+    def _evaluate(self, batch: dict) -> None:
+        scores = self.net(batch)
+        self.log(f"{self._stage}_loss", self.net.loss(scores, batch), batch_size=len(batch["lengths"]), sync_dist=True)
+        paths, _ = self.net.decode(scores, batch)
+        for row, path in enumerate(paths):
+            gold = [self.tags[i] for i in batch["tags"][row, : len(path)].tolist()]
+            self._gold.append(convert(gold, self.scheme, self.input_scheme))
+            self._predicted.append(convert([self.tags[i] for i in path], self.scheme, self.input_scheme))
+
+    def _report(self) -> None:
+        if not self._gold:
+            return
+        scores = entity_scores(self._gold, self._predicted, self.input_scheme)
+        self._gold, self._predicted = [], []
+        # Every process scores its own shard; under DDP the mean over processes is logged.
+        for key in ("precision", "recall", "f1"):
+            self.log(f"{self._stage}_{key}", scores[key], prog_bar=key == "f1", sync_dist=True)
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        self._stage = "val"
+        self._evaluate(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._stage = "val"
+        self._report()
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        self._stage = "test"
+        self._evaluate(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._stage = "test"
+        self._report()
+
+    def export_config(self) -> dict:
+        info = self.hparams.data_info
+        return {"network": config_to_dict(self.network_config), "vocab_size": info["vocab_size"],
+                "num_chars": info["num_chars"], "scheme": self.scheme, "input_scheme": self.input_scheme,
+                "transformer": bool(info.get("transformer"))}
