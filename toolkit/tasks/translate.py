@@ -4,7 +4,8 @@ Training: teacher forcing with label-smoothed cross-entropy over the real target
 softmax is computed only at non-padding positions). Logged: ``train_loss``, ``train_ppl`` (perplexity
 of the unsmoothed NLL), and per validation epoch ``val_loss``/``val_ppl`` (token-weighted over the whole
 dev set) plus ``val_bleu``/``val_chrf``: sacreBLEU (cased, detokenised) of greedy translations against
-the raw reference sentences. ``val_bleu`` picks the checkpoint that is exported.
+the raw reference sentences. ``val_bleu`` picks the checkpoint that is exported. Under DDP each process
+decodes its share of the dev set and the texts are gathered before scoring.
 """
 
 from __future__ import annotations
@@ -130,8 +131,17 @@ class Translator(TaskModule):
     def test_step(self, batch: dict, batch_index: int) -> None:
         self._evaluate(batch)
 
+    def _gathered(self) -> dict:
+        """The evaluation sums and texts of every process (DDP), or this process's alone."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return self._eval
+        parts: list = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, self._eval)
+        return {key: sum((part[key] for part in parts), [] if isinstance(self._eval[key], list) else 0)
+                for key in self._eval}
+
     def _finish(self, prefix: str) -> None:
-        state = self._eval
+        state = self._gathered()
         tokens = max(state["tokens"], 1)
         metrics = {f"{prefix}loss": state["loss"] / tokens, f"{prefix}ppl": math.exp(min(state["nll"] / tokens, 50.0))}
         if self.hparams.val_bleu and state["hypotheses"]:
