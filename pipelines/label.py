@@ -47,19 +47,67 @@ def _windows(records: Iterator[tuple[int, str]]) -> Iterator[list[tuple[int, str
         yield window
 
 
+def _label_texts(predictor: Any, input_path: str | Path, sink: Any, text_field: str, batch_size: int) -> int:
+    count = 0
+    for window in _windows(read_texts(input_path, text_field)):
+        predictions = predictor.predict([text for _, text in window], batch_size)
+        for (line, text), prediction in zip(window, predictions, strict=True):
+            sink.write(json.dumps({"line": line, "text": text, **prediction.to_dict()}, ensure_ascii=False) + "\n")
+        count += len(window)
+    return count
+
+
+def _label_conll(predictor: Any, input_path: str | Path, sink: Any, as_conll: bool, batch_size: int) -> int:
+    """Tag a column file sentence by sentence (windowed); CoNLL out = input line + predicted tag."""
+    from toolkit.data.conll import Sentence, iter_conll
+
+    count = 0
+    pending: list[Sentence | str] = []
+
+    def flush() -> None:
+        sentences = [item for item in pending if isinstance(item, Sentence)]
+        tagged = iter(predictor.tag_tokens([s.tokens for s in sentences], batch_size))
+        for item in pending:
+            if isinstance(item, str):  # -DOCSTART- line: conlleval expects a tag column on it too
+                if as_conll:
+                    sink.write(f"{item} O\n\n")
+                continue
+            tags = next(tagged).tags
+            if as_conll:
+                sink.writelines(f"{line} {tag}\n" for line, tag in zip(item.lines, tags, strict=True))
+                sink.write("\n")
+            else:
+                sink.write(json.dumps({"line": item.first_line, "tokens": item.tokens, "tags": tags},
+                                      ensure_ascii=False) + "\n")
+        pending.clear()
+
+    for item in iter_conll(input_path, with_tags=False):
+        pending.append(item)
+        count += isinstance(item, Sentence)
+        if len(pending) >= WINDOW:
+            flush()
+    flush()
+    return count
+
+
 def label_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path,
                text_field: str = "text", batch_size: int = 64) -> dict[str, Any]:
-    """Label every text of ``input_path`` into JSONL at ``output_path`` (written atomically)."""
+    """Label every text of ``input_path`` into JSONL (or CoNLL for taggers) at ``output_path``, atomically."""
     predictor = Predictor.load(model_dir)
     output = Path(output_path)
     partial = output.with_name(output.name + ".partial")
     count = 0
+    conll_in = data_format(input_path) == "conll"
+    if conll_in and predictor.task != "tag":
+        raise DataError(input_path, f"CoNLL input needs a tagger model; {model_dir} is a {predictor.task!r} model")
+    if output.suffix == ".conll" and not conll_in:
+        raise DataError(output, "CoNLL output needs CoNLL input (tokens to write the tags beside)",
+                        hint="write .jsonl instead")
     with open(partial, "w", encoding="utf-8") as sink:
-        for window in _windows(read_texts(input_path, text_field)):
-            predictions = predictor.predict([text for _, text in window], batch_size)
-            for (line, text), prediction in zip(window, predictions, strict=True):
-                sink.write(json.dumps({"line": line, "text": text, **prediction.to_dict()}, ensure_ascii=False) + "\n")
-            count += len(window)
+        if conll_in:
+            count = _label_conll(predictor, input_path, sink, output.suffix == ".conll", batch_size)
+        else:
+            count = _label_texts(predictor, input_path, sink, text_field, batch_size)
         sink.flush()
         os.fsync(sink.fileno())
     os.replace(partial, output)

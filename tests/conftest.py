@@ -39,3 +39,39 @@ def textcat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def textcat_model_dir(textcat_run: Path) -> Path:
     return textcat_run / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """A randomly initialised 2-layer BERT with its own word-piece vocabulary, saved like a real model."""
+    import torch
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny_bert")
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "peter", "black", "##burn", "visited", "bonn", "in",
+              "1996", ".", "eu", "re", "##jects", "it", "hi"]
+    (root / "vocab.txt").write_text("\n".join(pieces) + "\n")
+    wordpiece = BertWordPieceTokenizer(str(root / "vocab.txt"), lowercase=True)
+    PreTrainedTokenizerFast(tokenizer_object=wordpiece._tokenizer, unk_token="[UNK]", cls_token="[CLS]",
+                            sep_token="[SEP]", pad_token="[PAD]", mask_token="[MASK]").save_pretrained(root)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(pieces), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32, max_position_embeddings=8)).save_pretrained(root)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def ner_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`bilstm fit` of the BiLSTM-CRF on the bundled CoNLL sample; returns the run directory."""
+    run_dir = tmp_path_factory.mktemp("ner_run")
+    result = run_bilstm("fit", "--config", "configs/ner_sample.yaml", "--trainer.max_epochs", "6",
+                        "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
+                        "--trainer.accelerator", "cpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def ner_model_dir(ner_run: Path) -> Path:
+    return ner_run / "model"

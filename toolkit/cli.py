@@ -6,18 +6,26 @@
     bilstm label MODEL_DIR INPUT OUTPUT                               batch labelling job
     bilstm serve MODEL_DIR [MODEL_DIR ...] --port P                   BentoML HTTP service
 
-Errors in the user's input print one clear line on stderr and exit with status 2 (no traceback).
+Each non-Lightning subcommand lives in its own module with ``configure(parser)`` (argument definitions,
+no heavy imports) and ``run(args) -> int``. Errors in the user's input print one clear line on stderr
+and exit with status 2 (no traceback).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
 
 from toolkit.errors import ToolkitError
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
+# subcommand → (module with configure/run, one-line help)
+COMMANDS = {
+    "evaluate": ("toolkit.evaluate", "score a model directory on a labelled file (one JSON object)"),
+    "label": ("pipelines.label_cli", "label a .txt/.jsonl/.conll file into JSONL (or CoNLL for taggers)"),
+    "serve": ("serving.cli", "serve model directories over HTTP with BentoML"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,20 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in LIGHTNING_SUBCOMMANDS:
         commands.add_parser(name, help=f"{name} with LightningCLI (see `bilstm {name} --help`)", add_help=False)
-
-    evaluate = commands.add_parser("evaluate", help="score a model directory on a labelled file")
-    evaluate.add_argument("model_dir")
-    evaluate.add_argument("data_file")
-    evaluate.add_argument("--text-field", default="text", help="text field of JSONL/CSV files")
-    evaluate.add_argument("--label-field", default="label", help="label field of JSONL/CSV files")
-    evaluate.add_argument("--batch-size", type=int, default=64)
-
-    label = commands.add_parser("label", help="label a .txt/.jsonl/.conll file into JSONL (or CoNLL)")
-    label.add_argument("model_dir")
-    label.add_argument("input")
-    label.add_argument("output")
-    label.add_argument("--text-field", default="text", help="text field of .jsonl input")
-    label.add_argument("--batch-size", type=int, default=64)
+    for name, (module, help_text) in COMMANDS.items():
+        importlib.import_module(module).configure(commands.add_parser(name, help=help_text, description=help_text))
     return parser
 
 
@@ -49,19 +45,7 @@ def _run(argv: list[str]) -> int:
         run(argv)
         return 0
     args = _parser().parse_args(argv)
-    if args.command == "evaluate":
-        from toolkit.evaluate import evaluate
-
-        metrics = evaluate(args.model_dir, args.data_file, text_field=args.text_field,
-                           label_field=args.label_field, batch_size=args.batch_size)
-        print(json.dumps(metrics))
-    elif args.command == "label":
-        from pipelines.label import label_file
-
-        summary = label_file(args.model_dir, args.input, args.output, text_field=args.text_field,
-                             batch_size=args.batch_size)
-        print(json.dumps(summary), file=sys.stderr)
-    return 0
+    return importlib.import_module(COMMANDS[args.command][0]).run(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""HTTP serving of model directories with BentoML."""

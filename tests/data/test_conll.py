@@ -1,0 +1,57 @@
+import pytest
+
+from toolkit.data.conll import ColumnFormat, Sentence, iter_conll, read_conll
+from toolkit.errors import DataError
+
+CONLL = """-DOCSTART- -X- O O
+
+EU NNP I-NP I-ORG
+rejects VBZ I-VP O
+German JJ I-NP I-MISC
+
+Peter NNP I-NP I-PER
+-DOCSTART- -X- O O
+
+Bonn NNP I-NP I-LOC
+"""
+
+
+def test_reads_sentences_documents_and_docstart_lines(tmp_path):
+    path = tmp_path / "a.conll"
+    path.write_text(CONLL)
+    items = list(iter_conll(path))
+    assert [type(item).__name__ for item in items] == ["str", "Sentence", "Sentence", "str", "Sentence"]
+    first = items[1]
+    assert first.tokens == ["EU", "rejects", "German"] and first.tags == ["I-ORG", "O", "I-MISC"]
+    assert first.first_line == 3 and first.document == 1 and first.lines[0] == "EU NNP I-NP I-ORG"
+    assert items[4].document == 2
+    sentences = read_conll(path, ColumnFormat(token_column=0, tag_column=2))
+    assert sentences[0].tags == ["I-NP", "I-VP", "I-NP"]
+    assert all(isinstance(s, Sentence) for s in sentences)
+    assert read_conll(path, with_tags=False)[0].tags is None
+
+
+def test_inconsistent_columns_name_the_line(tmp_path):
+    path = tmp_path / "b.conll"
+    path.write_text("EU NNP I-NP I-ORG\nrejects VBZ O\n")
+    with pytest.raises(DataError, match=r"b.conll:2: has 3 columns, but earlier lines have 4"):
+        read_conll(path)
+
+
+def test_bad_tag_and_missing_column(tmp_path):
+    path = tmp_path / "c.conll"
+    path.write_text("EU NNP I-NP ORG\n")
+    with pytest.raises(DataError, match=r"c.conll:1: invalid tag 'ORG'"):
+        read_conll(path)
+    with pytest.raises(DataError, match=r"c.conll:1: has 4 column\(s\); token column 0 / tag column 7"):
+        read_conll(path, ColumnFormat(tag_column=7))
+
+
+def test_empty_and_gzipped_files(tmp_path):
+    import gzip
+
+    (tmp_path / "e.conll").write_text("-DOCSTART- -X- O O\n\n")
+    with pytest.raises(DataError, match="contains no sentences"):
+        read_conll(tmp_path / "e.conll")
+    (tmp_path / "g.conll.gz").write_bytes(gzip.compress(CONLL.encode()))
+    assert len(read_conll(tmp_path / "g.conll.gz")) == 3

@@ -1,0 +1,83 @@
+"""NER contract: bilstm fit → model directory → Predictor / label / evaluate, for real."""
+
+import json
+
+import pytest
+
+from tests.conftest import SAMPLES, run_bilstm
+from toolkit import Predictor
+from toolkit.data.conll import read_conll
+from toolkit.predict.tag import TaggerPredictor
+
+
+@pytest.fixture(scope="module")
+def tagger(ner_model_dir) -> TaggerPredictor:
+    return Predictor.load(ner_model_dir, device="cpu")
+
+
+def test_model_dir_holds_vocabularies_tags_and_schemes(ner_model_dir, tagger):
+    meta = json.loads((ner_model_dir / "meta.json").read_text())
+    assert meta["task"] == "tag" and meta["model_config"]["input_scheme"] == "iob1"
+    assert {"vocab.json", "chars.json", "model.safetensors"} <= set(meta["files"])
+    assert set(tagger.entity_types) == {"LOC", "MISC", "ORG", "PER"}
+    assert meta["training"]["metrics"]["val_f1"] > 0.3  # learns something from 250 sentences
+
+
+def test_raw_text_gives_entities_with_character_offsets(tagger):
+    text = "The Bank of England met in London on Monday, said Peter Smith of Siemens."
+    result = tagger.predict([text, "<br />", text])
+    assert result[0] == result[2] and result[1].entities == []
+    for entity in result[0].entities:
+        assert text[entity.start:entity.end] == entity.text
+        assert entity.label in tagger.entity_types and 0 < entity.confidence <= 1
+    assert result[0].tokens[:3] == ["The", "Bank", "of"] and len(result[0].tags) == len(result[0].tokens)
+
+
+def test_batch_composition_does_not_change_tags(tagger):
+    sentences = [s.tokens for s in read_conll(SAMPLES / "ner/dev.conll")][:20]
+    together = [t.tags for t in tagger.tag_tokens(sentences, batch_size=32)]
+    one_by_one = [tagger.tag_tokens([s])[0].tags for s in sentences]
+    assert together == one_by_one
+
+
+def test_label_conll_is_conlleval_compatible_token_for_token(ner_model_dir, tmp_path):
+    output = tmp_path / "dev.pred.conll"
+    result = run_bilstm("label", str(ner_model_dir), str(SAMPLES / "ner/dev.conll"), str(output))
+    assert result.returncode == 0, result.stderr
+    source = (SAMPLES / "ner/dev.conll").read_text().splitlines()
+    written = output.read_text().splitlines()
+    assert len(written) == len(source)
+    for original, labelled in zip(source, written, strict=True):
+        assert labelled.startswith(original) and (not original or len(labelled.split()) == len(original.split()) + 1)
+
+
+def test_evaluate_prints_seqeval_scores(ner_model_dir, tagger):
+    result = run_bilstm("evaluate", str(ner_model_dir), str(SAMPLES / "ner/dev.conll"))
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert {"precision", "recall", "f1", "per_type", "scheme"} <= set(scores) and scores["scheme"] == "iob1"
+    assert set(scores["per_type"]) == {"LOC", "MISC", "ORG", "PER"}
+    meta = json.loads((ner_model_dir / "meta.json").read_text())
+    assert scores["f1"] == pytest.approx(meta["training"]["metrics"]["val_f1"], abs=1e-4)
+
+
+def test_conll_output_needs_a_tagger_and_conll_input(textcat_model_dir, ner_model_dir, tmp_path):
+    result = run_bilstm("label", str(textcat_model_dir), str(SAMPLES / "ner/dev.conll"), str(tmp_path / "x.conll"))
+    assert result.returncode == 2 and "CoNLL input needs a tagger model" in result.stderr
+    result = run_bilstm("label", str(ner_model_dir), str(SAMPLES / "textcat/unlabelled.txt"), str(tmp_path / "x.conll"))
+    assert result.returncode == 2 and "CoNLL output needs CoNLL input" in result.stderr
+
+
+def test_tagger_with_transformer_features_round_trips(tiny_bert, tmp_path):
+    """fit with (tiny, random) transformer features → self-contained model dir → same scores when loaded."""
+    result = run_bilstm("fit", "--config", "configs/ner_sample.yaml", "--trainer.max_epochs", "1",
+                        "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+                        "--trainer.accelerator", "cpu", "--data.init_args.transformer", tiny_bert,
+                        "--model.init_args.network.transformer.pooling", "mean")
+    assert result.returncode == 0, result.stderr[-3000:]
+    model_dir = tmp_path / "model"
+    assert (model_dir / "transformer/config.json").is_file()
+    meta = json.loads((model_dir / "meta.json").read_text())
+    scores = Predictor.load(model_dir, device="cpu").evaluate(SAMPLES / "ner/dev.conll")
+    # Training validated with cached (frozen) transformer features; the Predictor runs the transformer live.
+    assert scores["f1"] == pytest.approx(meta["training"]["metrics"]["val_f1"], abs=2e-3)
