@@ -1,0 +1,404 @@
+"""spaCy pipeline components over a model directory: ``bilstm_textcat``, ``bilstm_ner``, ``bilstm_translate``.
+
+Usage::
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bilstm_ner", config={"model": "runs/ner_sample/model"})
+    doc = nlp("Peter Blackburn visited Bonn.")      # doc.ents
+    nlp.to_disk("my_pipeline")                       # copies the model directory into the pipeline
+    nlp = spacy.load("my_pipeline")                  # any process; no `import toolkit` needed
+
+The factories are registered with ``@Language.factory`` *and* declared as ``spacy_factories`` entry points
+(pyproject.toml), so spaCy finds them in a fresh process. spaCy imports every such entry point whenever it
+builds a ``Language``, so this module imports nothing heavy at import time: torch and the predictors are
+imported when a model is loaded.
+
+Each component follows spaCy's own split: ``predict(docs)`` runs the :class:`~toolkit.predict.Predictor`
+and changes nothing; ``set_annotations(docs, predictions)`` writes the results. ``pipe`` hands each batch
+of docs to the Predictor in one call (it sorts by length and batches internally with ``batch_size``).
+Components keep no per-call state: nothing grows with the number of docs processed.
+
+Model loading: the factory validates ``meta.json`` at once (a missing ``model`` setting or a model of the
+wrong task fails in ``add_pipe``) and loads the weights on first use. ``from_disk`` loads the saved copy
+at once. A ``model`` path that does not exist only fails on first use, because ``spacy.load`` re-creates
+each component from the saved config (which names the original directory, perhaps deleted since) before
+``from_disk`` points it at the copy saved with the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from spacy.language import Language
+from spacy.pipeline import Pipe
+from spacy.pipeline.span_ruler import prioritize_existing_ents_filter, prioritize_new_ents_filter
+from spacy.scorer import Scorer, get_ner_prf
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example
+from spacy.util import minibatch
+
+from toolkit.artifact import META_FILE, read_meta
+from toolkit.errors import ModelDirError
+
+if TYPE_CHECKING:
+    from toolkit.predict import Predictor
+    from toolkit.predict.translate import Translation
+
+MODEL_SUBDIR = "model"
+"""Where ``to_disk`` puts the model directory inside the component's folder of a saved pipeline."""
+
+FACTORY_FOR_TASK = {"classify": "bilstm_textcat", "tag": "bilstm_ner", "translate": "bilstm_translate"}
+
+EntitySpan = tuple[int, int, str, float]
+"""``(doc token start, doc token end, label, confidence)``: one predicted entity over the Doc's tokens."""
+
+
+class ModelDirPipe(Pipe):
+    """Shared plumbing: a model directory, a lazily loaded Predictor, batching and serialisation."""
+
+    task: ClassVar[str] = ""
+    factory: ClassVar[str] = ""
+
+    def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 64,
+                 device: str | None = None) -> None:
+        """
+        Args:
+            nlp: the pipeline (its vocab is shared).
+            name: the component's name in the pipeline.
+            model: a model directory written by ``bilstm fit`` (or ``toolkit.artifact.save_model_dir``).
+            batch_size: texts per forward pass inside the Predictor.
+            device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; None = CUDA when available.
+
+        Raises:
+            ModelDirError: no ``model`` given, or it exists but is not a valid model directory of this task.
+        """
+        if model is None or not str(model).strip():
+            raise ModelDirError(
+                f"{self.factory} component {name!r} needs a model directory: "
+                f"nlp.add_pipe({self.factory!r}, config={{'model': 'path/to/model'}}) "
+                f"(the folder `bilstm fit` prints at the end)")
+        if batch_size < 1:
+            raise ValueError(f"{self.factory} component {name!r}: batch_size must be >= 1, got {batch_size}")
+        if device is not None:
+            from toolkit.predict.base import resolve_device  # imports torch, which loading needs anyway
+
+            try:
+                resolve_device(device)
+            except (ModelDirError, RuntimeError) as error:
+                raise ModelDirError(f"{self.factory} component {name!r}: {error} (device=None picks CUDA when "
+                                    "available; spacy.load(path, config={'components.NAME.device': 'cpu'}) "
+                                    "overrides a saved setting)") from None
+        self.name = name
+        self.vocab = nlp.vocab
+        self.batch_size = batch_size
+        self.device = device
+        self.model_path = Path(model)
+        self.meta: dict[str, Any] = self.check_model_dir(self.model_path) if self.model_path.exists() else {}
+        self._predictor: Predictor | None = None
+
+    # ---- the model directory -------------------------------------------------------------------------------
+
+    def check_model_dir(self, path: Path) -> dict[str, Any]:
+        """Read ``meta.json`` and check the task; returns the meta.
+
+        Raises:
+            ModelDirError: the directory is missing, invalid, or holds a model of another task.
+        """
+        meta = read_meta(path)
+        if meta["task"] != self.task:
+            raise ModelDirError(
+                f"{path} holds a {meta['task']!r} model, but {self.factory} ({self.name!r}) needs a {self.task!r} "
+                f"model; add it with nlp.add_pipe({FACTORY_FOR_TASK[meta['task']]!r}, config={{'model': ...}})")
+        return meta
+
+    @property
+    def predictor(self) -> Predictor:
+        """The Predictor, loaded on first use (``device`` None = CUDA when available)."""
+        if self._predictor is None:
+            if not self.model_path.exists():
+                raise ModelDirError(
+                    f"{self.factory} component {self.name!r}: model directory not found: {self.model_path} "
+                    f"(set config={{'model': ...}} to a directory written by `bilstm fit`)")
+            self.meta = self.check_model_dir(self.model_path)
+            from toolkit.predict import Predictor
+
+            self._predictor = Predictor.load(self.model_path, device=self.device)
+        return self._predictor
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.meta.get("labels") or ())
+
+    # ---- inference -----------------------------------------------------------------------------------------
+
+    def predict(self, docs: Iterable[Doc]) -> list[Any]:
+        """Run the model on a batch of docs without modifying them; one prediction per doc."""
+        raise NotImplementedError
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: list[Any]) -> None:
+        """Write the predictions of :meth:`predict` onto the docs."""
+        raise NotImplementedError
+
+    def __call__(self, doc: Doc) -> Doc:
+        """Annotate one doc in place and return it."""
+        error_handler = self.get_error_handler()
+        try:
+            self.set_annotations([doc], self.predict([doc]))
+            return doc
+        except Exception as error:
+            error_handler(self.name, self, [doc], error)
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """Annotate a stream of docs, ``batch_size`` docs per Predictor call; yields them in order."""
+        error_handler = self.get_error_handler()
+        for docs in minibatch(stream, size=batch_size):
+            try:
+                self.set_annotations(docs, self.predict(docs))
+                yield from docs
+            except Exception as error:
+                error_handler(self.name, self, docs, error)
+
+    # ---- serialisation -------------------------------------------------------------------------------------
+
+    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
+        """Copy the model directory (``meta.json`` and the files it lists) to ``path/model``.
+
+        The saved pipeline is self-contained: it no longer needs the original model directory. An
+        existing ``path/model`` is replaced only once the new copy is complete.
+        """
+        source = self.model_path
+        self.check_model_dir(source)
+        target = Path(path) / MODEL_SUBDIR
+        if target.exists() and target.resolve() == source.resolve():
+            return  # saving a pipeline back where it was loaded from
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{MODEL_SUBDIR}.tmp-", dir=target.parent))
+        try:
+            for name in [META_FILE, *json.loads((source / META_FILE).read_text(encoding="utf-8"))["files"]]:
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source / name, staging / name)
+            staging.chmod(0o755)
+            if target.exists():
+                old = target.with_name(f".{MODEL_SUBDIR}.old-{os.getpid()}")
+                os.replace(target, old)
+                os.replace(staging, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> ModelDirPipe:
+        """Load the model directory saved by :meth:`to_disk` (at once, so a broken copy fails here)."""
+        model_path = Path(path) / MODEL_SUBDIR
+        if not model_path.is_dir():
+            raise ModelDirError(f"{path} has no {MODEL_SUBDIR!r} folder; it was not written by {self.factory}.to_disk")
+        self.meta = self.check_model_dir(model_path)
+        self.model_path = model_path
+        self._predictor = None
+        self.predictor  # noqa: B018 - load now
+        return self
+
+
+class BilstmTextCategorizer(ModelDirPipe):
+    """``bilstm_textcat``: ``doc.cats`` = label → probability (exclusive classes: they sum to 1).
+
+    A doc with no text (empty or whitespace only) gets no ``cats``: there is nothing to classify.
+    """
+
+    task = "classify"
+    factory = "bilstm_textcat"
+
+    def predict(self, docs: Iterable[Doc]) -> list[dict[str, float] | None]:
+        """Class probabilities per doc (None for a blank doc)."""
+        texts = [doc.text for doc in docs]
+        filled = [i for i, text in enumerate(texts) if text.strip()]
+        predictions: list[dict[str, float] | None] = [None] * len(texts)
+        if filled:
+            predictor = self.predictor
+            probabilities = predictor.predict_proba([texts[i] for i in filled], self.batch_size).tolist()
+            for index, row in zip(filled, probabilities, strict=True):
+                predictions[index] = dict(zip(predictor.labels, row, strict=True))
+        return predictions
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: list[dict[str, float] | None]) -> None:
+        """Set ``doc.cats[label]`` for this model's labels (other labels in ``doc.cats`` are kept)."""
+        for doc, cats in zip(docs, predictions, strict=True):
+            if cats is not None:
+                doc.cats.update(cats)
+
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
+        """spaCy's textcat scores (``cats_score`` = macro F1 over the exclusive classes), for ``nlp.evaluate``."""
+        return Scorer.score_cats(examples, "cats", labels=self.labels, multi_label=False, **kwargs)
+
+
+class BilstmEntityRecognizer(ModelDirPipe):
+    """``bilstm_ner``: tags the Doc's own tokens and sets ``doc.ents``.
+
+    The model sees exactly the Doc's tokens (whitespace tokens left out, as in training), so entity
+    boundaries are always token boundaries of the Doc and never need re-alignment; ``ent.start_char`` /
+    ``ent.end_char`` equal the Predictor's character offsets whenever the Doc was tokenised like the
+    model's training data (``spacy.blank(lang)``).
+
+    Existing entities (from an earlier component): with ``overwrite_ents=False`` (default) they win and a
+    predicted entity that overlaps one is dropped; with ``True`` predicted entities win and overlapping
+    existing ones are removed, like spaCy's EntityRuler ``overwrite_ents``. Tokens outside every entity
+    end up "O" (the model tagged them as outside). With ``spans_key`` set, every predicted entity (before
+    that merge) also goes to ``doc.spans[spans_key]``, its confidence in ``.attrs["scores"]`` (as spaCy's
+    spancat does).
+    """
+
+    task = "tag"
+    factory = "bilstm_ner"
+
+    def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 32,
+                 device: str | None = None, overwrite_ents: bool = False, spans_key: str | None = None) -> None:
+        super().__init__(nlp, name, model, batch_size=batch_size, device=device)
+        self.overwrite_ents = overwrite_ents
+        self.spans_key = spans_key
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Entity types (from the tag set: ``B-PER`` → ``PER``)."""
+        return tuple(sorted({tag[2:] for tag in self.meta.get("labels") or () if tag != "O"}))
+
+    def predict(self, docs: Iterable[Doc]) -> list[list[EntitySpan]]:
+        """Entities per doc as ``(token start, token end, label, confidence)`` over the Doc's tokens."""
+        docs = list(docs)
+        positions = [[token.i for token in doc if not token.is_space] for doc in docs]
+        filled = [i for i, kept in enumerate(positions) if kept]
+        predictions: list[list[EntitySpan]] = [[] for _ in positions]
+        if filled:
+            sentences = [[token.text for token in doc if not token.is_space] for doc in docs]
+            tagged = self.predictor.tag_tokens([sentences[i] for i in filled], self.batch_size)
+            for index, result in zip(filled, tagged, strict=True):
+                kept = positions[index]  # model token k is doc token kept[k]
+                predictions[index] = [(kept[start], kept[end - 1] + 1, label, confidence)
+                                      for start, end, label, confidence in result.spans]
+        return predictions
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: list[list[EntitySpan]]) -> None:
+        """Merge the predicted entities into ``doc.ents`` (see the class docstring for the policy)."""
+        for doc, entities in zip(docs, predictions, strict=True):
+            spans = [Span(doc, start, end, label=label) for start, end, label, _ in entities]
+            if self.spans_key is not None:
+                group = SpanGroup(doc, name=self.spans_key, spans=spans)
+                group.attrs["scores"] = [confidence for *_, confidence in entities]
+                doc.spans[self.spans_key] = group
+            merge = prioritize_new_ents_filter if self.overwrite_ents else prioritize_existing_ents_filter
+            doc.ents = sorted(merge(doc.ents, spans), key=lambda span: span.start)
+
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> dict[str, Any]:
+        """spaCy's entity precision/recall/F1 (``ents_p``, ``ents_r``, ``ents_f``, ``ents_per_type``)."""
+        return get_ner_prf(examples, **kwargs)
+
+
+class BilstmTranslator(ModelDirPipe):
+    """``bilstm_translate``: writes each Doc's translation to the Doc extension ``doc._.<extension>``.
+
+    One Doc is one source text (the model was trained on sentence pairs, so give it sentences). The
+    extension (default ``translation``, value None until set) is registered when the component is built;
+    an existing extension of that name is reused, never replaced (``force=False``), but one defined with a
+    getter or as a method cannot be written and is refused. A blank doc gets None.
+    """
+
+    task = "translate"
+    factory = "bilstm_translate"
+
+    def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 64,
+                 device: str | None = None, beam_size: int | None = None, extension: str = "translation") -> None:
+        super().__init__(nlp, name, model, batch_size=batch_size, device=device)
+        if beam_size is not None and beam_size < 1:
+            raise ValueError(f"bilstm_translate component {name!r}: beam_size must be >= 1 or None, got {beam_size}")
+        self.beam_size = beam_size
+        self.extension = extension
+        register_doc_extension(extension, name)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return ()
+
+    def predict(self, docs: Iterable[Doc]) -> list[Translation | None]:
+        """Translations per doc (None for a blank doc); ``beam_size`` None = the model's default."""
+        texts = [doc.text for doc in docs]
+        filled = [i for i, text in enumerate(texts) if text.strip()]
+        predictions: list[Translation | None] = [None] * len(texts)
+        if filled:
+            results = self.predictor.predict([texts[i] for i in filled], self.batch_size, beam_size=self.beam_size)
+            for index, result in zip(filled, results, strict=True):
+                predictions[index] = result
+        return predictions
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: list[Translation | None]) -> None:
+        """Set ``doc._.<extension>`` to the translated text (None for a blank doc)."""
+        for doc, result in zip(docs, predictions, strict=True):
+            setattr(doc._, self.extension, None if result is None else result.translation)
+
+
+def register_doc_extension(extension: str, component: str) -> None:
+    """Register ``Doc._.<extension>`` (default None) unless it exists; refuse one that cannot be written."""
+    if not Doc.has_extension(extension):
+        Doc.set_extension(extension, default=None)
+        return
+    _default, method, getter, setter = Doc.get_extension(extension)
+    if method is not None or (getter is not None and setter is None):
+        raise ValueError(
+            f"bilstm_translate component {component!r}: Doc extension {extension!r} is already registered as a "
+            f"{'method' if method is not None else 'read-only property'}; choose another name with "
+            f"config={{'extension': ...}}")
+
+
+# ---- factories (also the `spacy_factories` entry points in pyproject.toml) ---------------------------------
+
+@Language.factory(
+    "bilstm_textcat",
+    default_config={"model": None, "batch_size": 64, "device": None},
+    assigns=["doc.cats"],
+    default_score_weights={"cats_score": 1.0},
+)
+def make_textcat(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None
+                 ) -> BilstmTextCategorizer:
+    """A text classifier from a ``classify`` model directory; fills ``doc.cats``."""
+    return BilstmTextCategorizer(nlp, name, model, batch_size=batch_size, device=device)
+
+
+@Language.factory(
+    "bilstm_ner",
+    default_config={"model": None, "batch_size": 32, "device": None, "overwrite_ents": False, "spans_key": None},
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_ner(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
+             overwrite_ents: bool, spans_key: str | None) -> BilstmEntityRecognizer:
+    """An entity recogniser from a ``tag`` model directory; sets ``doc.ents``."""
+    return BilstmEntityRecognizer(nlp, name, model, batch_size=batch_size, device=device,
+                                  overwrite_ents=overwrite_ents, spans_key=spans_key)
+
+
+@Language.factory(
+    "bilstm_translate",
+    default_config={"model": None, "batch_size": 64, "device": None, "beam_size": None, "extension": "translation"},
+    assigns=["doc._.translation"],
+)
+def make_translate(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
+                   beam_size: int | None, extension: str) -> BilstmTranslator:
+    """A translator from a ``translate`` model directory; sets ``doc._.translation``."""
+    return BilstmTranslator(nlp, name, model, batch_size=batch_size, device=device, beam_size=beam_size,
+                            extension=extension)
+
+
+__all__ = [
+    "BilstmEntityRecognizer",
+    "BilstmTextCategorizer",
+    "BilstmTranslator",
+    "make_ner",
+    "make_textcat",
+    "make_translate",
+]
