@@ -75,3 +75,18 @@ def ner_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def ner_model_dir(ner_run: Path) -> Path:
     return ner_run / "model"
+
+
+@pytest.fixture(scope="session")
+def translate_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`bilstm fit` of the tiny translator on samples/translate for one epoch: a real model directory for the
+    adapter tests (they check plumbing, not translation quality). tests/test_translate.py trains its own."""
+    run_dir = tmp_path_factory.mktemp("translate_run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")  # tiny model on a shared CPU: one thread, no spin-waiting
+        result = run_bilstm("fit", "--config", "configs/translate_sample.yaml", "--trainer.max_epochs", "1",
+                            "--trainer.num_sanity_val_steps", "0", "--trainer.check_val_every_n_epoch", "1",
+                            "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
+                            "--trainer.accelerator", "cpu")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir / "model"
