@@ -234,9 +234,12 @@ def test_translate_writes_the_doc_extension(translate_model_dir):
     assert all(isinstance(doc._.greedy, str) for doc in docs)
     assert nlp(" ")._.translation is None
     Doc.set_extension("bilstm_read_only", getter=lambda doc: "x", force=True)
-    with pytest.raises(ValueError, match="already registered as a read-only property"):
-        nlp.add_pipe("bilstm_translate", name="bad",
-                     config={"model": str(translate_model_dir), "extension": "bilstm_read_only"})
+    try:
+        with pytest.raises(ValueError, match="already registered as a read-only property"):
+            nlp.add_pipe("bilstm_translate", name="bad",
+                         config={"model": str(translate_model_dir), "extension": "bilstm_read_only"})
+    finally:
+        Doc.remove_extension("bilstm_read_only")
     with pytest.raises(ModelDirError, match=r"holds a 'translate' model.*add_pipe\('bilstm_translate'"):
         nlp.add_pipe("bilstm_ner", config={"model": str(translate_model_dir)})
 
