@@ -1,114 +1,244 @@
-"""Batch labelling: a model directory + an input file → a JSONL file of predictions (input order)."""
+"""Batch labelling: a model directory + an input file → JSONL (or CoNLL) predictions, resumable after a crash.
+
+    label_file("runs/textcat_imdb/model", "texts.txt", "labels.jsonl")
+
+The input is streamed window by window (``window`` lines; memory stays flat however long the file is); the
+Predictor length-sorts each window into batches; results are written in input order. Each window is
+committed (``pipelines.checkpoint``): a killed job run again with the same arguments goes on from the last
+commit and ends with the same bytes as an uninterrupted run. Lines that cannot be labelled (undecodable,
+invalid JSON, no text) go to ``OUTPUT.errors.jsonl`` as ``{"line", "reason"}`` and the job goes on.
+With ``devices``/``num_nodes`` above 1 the same windows are labelled data-parallel through Lightning
+(``pipelines.distributed``) and merged back into the same output. Design and figures: docs/batch.md.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.data.readers import data_format, decoded_lines
-from toolkit.errors import DataError
+from pipelines.checkpoint import Checkpoint, ResumeError, State, fsync_dir
+from pipelines.sources import Bad, DocStart, InputReader, Sentence, Text, Window, input_kind
+from toolkit import __version__
+from toolkit.errors import DataError, InputError
 from toolkit.predict import Predictor
 
-WINDOW = 4096  # texts read, length-sorted and predicted together; bounds memory
+WINDOW = 4096  # lines (sentences for CoNLL) read, length-sorted, predicted and committed together
 
 
-def read_texts(path: str | Path, text_field: str = "text") -> Iterator[tuple[int, str]]:
-    """``(line, text)`` from a .txt (one text per line) or .jsonl (``text_field``) file; blank lines skipped."""
-    kind = data_format(path)
-    for number, line in decoded_lines(path):
-        if not line.strip():
-            continue
-        if kind == "txt":
-            yield number, line
-        elif kind == "jsonl":
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(path, f"not valid JSON ({error.msg})", number) from None
-            text = record.get(text_field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                raise DataError(path, f"missing string field {text_field!r}", number, hint="set --text-field")
-            yield number, text
+@dataclass
+class Chunk:
+    """One window's output: bytes per output file and how many records/errors they hold."""
+
+    data: bytes
+    errors: bytes
+    records: int
+    bad: int
+
+
+def _jsonl(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _string_zone(predictor: Any) -> contextlib.AbstractContextManager:
+    """A spaCy memory zone around tokenisation: strings interned for a window are freed after it.
+
+    spaCy's tokenizer adds every new token string to its vocabulary for good, so a long job over texts with
+    unique tokens (ids, numbers, URLs) grows without bound (spaCy #11596). Predictors that do not tokenise
+    with spaCy get a no-op context.
+    """
+    tokenizer = getattr(predictor, "tokenizer", None)
+    vocab = getattr(getattr(tokenizer, "_spacy_tokenizer", None), "vocab", None)
+    zone = getattr(vocab, "memory_zone", None)
+    return zone() if callable(zone) else contextlib.nullcontext()
+
+
+@dataclass
+class LabelJob:
+    """What turns a window into output bytes: the predictor, the output format and the batch size."""
+
+    predictor: Any
+    kind: str
+    """Input kind: ``txt``, ``jsonl`` or ``conll``."""
+    conll_out: bool
+    batch_size: int
+
+    @classmethod
+    def create(cls, predictor: Any, input_path: str | Path, output: Path, batch_size: int) -> LabelJob:
+        """Check that the model, the input and the output format fit together."""
+        kind = input_kind(input_path)
+        if kind == "conll" and predictor.task != "tag":
+            raise DataError(input_path, f"CoNLL input needs a tagger model; {predictor.model_dir.path} is a "
+                            f"{predictor.task!r} model")
+        if output.suffix == ".conll" and kind != "conll":
+            raise DataError(output, "CoNLL output needs CoNLL input (tokens to write the tags beside)",
+                            hint="write .jsonl instead")
+        if batch_size < 1:
+            raise DataError(output, f"batch size must be at least 1, got {batch_size}")
+        return cls(predictor, kind, output.suffix == ".conll", batch_size)
+
+    def label(self, window: Window) -> Chunk:
+        """Predict one window; records and errors come out in input order."""
+        data: list[bytes] = []
+        errors: list[bytes] = []
+        if self.kind == "conll":
+            results = iter(self._tag([item for item in window.items if isinstance(item, Sentence)]))
         else:
-            raise DataError(path, f"cannot label a {kind} file", hint="use .txt or .jsonl")
-
-
-def _windows(records: Iterator[tuple[int, str]]) -> Iterator[list[tuple[int, str]]]:
-    window: list[tuple[int, str]] = []
-    for record in records:
-        window.append(record)
-        if len(window) == WINDOW:
-            yield window
-            window = []
-    if window:
-        yield window
-
-
-def _label_texts(predictor: Any, input_path: str | Path, sink: Any, text_field: str, batch_size: int) -> int:
-    count = 0
-    for window in _windows(read_texts(input_path, text_field)):
-        predictions = predictor.predict([text for _, text in window], batch_size)
-        for (line, text), prediction in zip(window, predictions, strict=True):
-            sink.write(json.dumps({"line": line, "text": text, **prediction.to_dict()}, ensure_ascii=False) + "\n")
-        count += len(window)
-    return count
-
-
-def _label_conll(predictor: Any, input_path: str | Path, sink: Any, as_conll: bool, batch_size: int) -> int:
-    """Tag a column file sentence by sentence (windowed); CoNLL out = input line + predicted tag."""
-    from toolkit.data.conll import Sentence, iter_conll
-
-    count = 0
-    pending: list[Sentence | str] = []
-
-    def flush() -> None:
-        sentences = [item for item in pending if isinstance(item, Sentence)]
-        tagged = iter(predictor.tag_tokens([s.tokens for s in sentences], batch_size))
-        for item in pending:
-            if isinstance(item, str):  # -DOCSTART- line: conlleval expects a tag column on it too
-                if as_conll:
-                    sink.write(f"{item} O\n\n")
+            results = iter(self._predict([item.text for item in window.items if isinstance(item, Text)]))
+        for item in window.items:
+            if isinstance(item, Bad):
+                errors.append(_jsonl({"line": item.line, "reason": item.reason}))
                 continue
-            tags = next(tagged).tags
-            if as_conll:
-                sink.writelines(f"{line} {tag}\n" for line, tag in zip(item.lines, tags, strict=True))
-                sink.write("\n")
+            if isinstance(item, DocStart):  # conlleval expects a tag column on it too
+                if self.conll_out:
+                    data.append(f"{item.raw} O\n\n".encode())
+                continue
+            result = next(results)
+            if isinstance(result, str):  # the predictor refused this one text
+                errors.append(_jsonl({"line": item.line, "reason": result}))
+            elif isinstance(item, Text):
+                data.append(_jsonl({"line": item.line, "text": item.text, **result.to_dict()}))
+            elif self.conll_out:
+                lines = "".join(f"{line} {tag}\n" for line, tag in zip(item.lines, result.tags, strict=True))
+                data.append((lines + "\n").encode("utf-8"))
             else:
-                sink.write(json.dumps({"line": item.first_line, "tokens": item.tokens, "tags": tags},
-                                      ensure_ascii=False) + "\n")
-        pending.clear()
+                data.append(_jsonl({"line": item.line, "tokens": item.tokens, "tags": result.tags}))
+        docstarts = sum(isinstance(item, DocStart) for item in window.items) if self.conll_out else 0
+        return Chunk(b"".join(data), b"".join(errors), len(data) - docstarts, len(errors))
 
-    for item in iter_conll(input_path, with_tags=False):
-        pending.append(item)
-        count += isinstance(item, Sentence)
-        if len(pending) >= WINDOW:
-            flush()
-    flush()
-    return count
+    def _predict(self, texts: list[str]) -> Sequence[Any]:
+        """Predictions for a window's texts; if the predictor refuses the batch, text by text (refusals as str)."""
+        if not texts:
+            return []
+        with _string_zone(self.predictor):
+            try:
+                return self.predictor.predict(texts, self.batch_size)
+            except InputError:
+                results: list[Any] = []
+                for text in texts:
+                    try:
+                        results.extend(self.predictor.predict([text], self.batch_size))
+                    except InputError as error:
+                        results.append(str(error))
+                return results
+
+    def _tag(self, sentences: list[Sentence]) -> Sequence[Any]:
+        return self.predictor.tag_tokens([s.tokens for s in sentences], self.batch_size) if sentences else []
 
 
-def label_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path,
-               text_field: str = "text", batch_size: int = 64) -> dict[str, Any]:
-    """Label every text of ``input_path`` into JSONL (or CoNLL for taggers) at ``output_path``, atomically."""
-    predictor = Predictor.load(model_dir)
-    output = Path(output_path)
-    partial = output.with_name(output.name + ".partial")
-    count = 0
-    conll_in = data_format(input_path) == "conll"
-    if conll_in and predictor.task != "tag":
-        raise DataError(input_path, f"CoNLL input needs a tagger model; {model_dir} is a {predictor.task!r} model")
-    if output.suffix == ".conll" and not conll_in:
-        raise DataError(output, "CoNLL output needs CoNLL input (tokens to write the tags beside)",
-                        hint="write .jsonl instead")
-    with open(partial, "w", encoding="utf-8") as sink:
-        if conll_in:
-            count = _label_conll(predictor, input_path, sink, output.suffix == ".conll", batch_size)
+def fingerprint(job: LabelJob, reader: InputReader, **extra: Any) -> dict[str, Any]:
+    """What a resumed job must share with the interrupted one for its output to be the same bytes."""
+    model = hashlib.sha256(json.dumps(job.predictor.meta, sort_keys=True).encode()).hexdigest()
+    return {"model_sha256": model, "input_size": reader.path.stat().st_size, "input_kind": reader.kind,
+            "text_field": reader.text_field if reader.kind == "jsonl" else None, "window": reader.window_size,
+            "batch_size": job.batch_size, "conll_output": job.conll_out, "toolkit": __version__, **extra}
+
+
+def output_paths(output: Path) -> dict[str, Path]:
+    """The job's files beside OUTPUT: partial output, partial errors, progress record, final errors file."""
+    return {"data": output.with_name(output.name + ".partial"),
+            "errors": output.with_name(output.name + ".errors.partial"),
+            "progress": output.with_name(output.name + ".progress"),
+            "errors_final": output.with_name(output.name + ".errors.jsonl")}
+
+
+def publish(checkpoint: Checkpoint, output: Path, data: Path, errors: Path, errors_final: Path) -> None:
+    """Give a complete job's files their final names, then drop the checkpoint; safe to redo after a crash."""
+    state = checkpoint.state
+    if errors.exists():
+        if state.lengths.get("errors", 0):
+            os.replace(errors, errors_final)
         else:
-            count = _label_texts(predictor, input_path, sink, text_field, batch_size)
-        sink.flush()
-        os.fsync(sink.fileno())
-    os.replace(partial, output)
-    return {"output": str(output), "records": count}
+            errors.unlink()
+    if not state.errors:
+        errors_final.unlink(missing_ok=True)  # a stale errors file from an earlier run would mislead
+    if data.exists():
+        os.replace(data, output)
+    elif not output.exists():
+        raise ResumeError(f"{checkpoint.progress}: the job finished but {data} is gone; add --restart")
+    fsync_dir(output.parent)
+    checkpoint.remove()
+
+
+def progress_bar(enabled: bool | None, initial: int, description: str) -> Any:
+    """tqdm on stderr counting texts (rate in texts/s); off when stderr is not a terminal unless forced."""
+    from tqdm import tqdm
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return tqdm(disable=not enabled, initial=initial, unit=" texts", desc=description, file=sys.stderr,
+                dynamic_ncols=True, smoothing=0.05)
+
+
+def summary(output: Path, state: State, errors_final: Path, resumed_at: int | None, done: int,
+            seconds: float) -> dict[str, Any]:
+    """The job's result as one JSON-able dict (the CLI prints it on stderr)."""
+    return {"output": str(output), "records": state.records, "errors": state.errors,
+            "errors_file": str(errors_final) if state.errors else None, "resumed_at_line": resumed_at,
+            "seconds": round(seconds, 3), "texts_per_second": round(done / seconds, 1) if seconds > 0 else None}
+
+
+def label_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path, text_field: str = "text",
+               batch_size: int = 64, *, window: int = WINDOW, restart: bool = False, progress: bool | None = None,
+               device: str | None = None, num_threads: int | None = None, devices: int = 1,
+               accelerator: str = "auto", strategy: str = "auto", num_nodes: int = 1) -> dict[str, Any] | None:
+    """Label every text (or CoNLL sentence) of ``input_path`` into ``output_path``, resumably and atomically.
+
+    Args:
+        model_dir: a model directory (``bilstm fit`` / ``toolkit.artifact``).
+        input_path: .txt (one text per line), .jsonl (``text_field``) or CoNLL (taggers); ``.gz`` too.
+        output_path: JSONL, or ``.conll`` (a tagger on CoNLL input: each token line + its predicted tag).
+        text_field: the text field of .jsonl input.
+        batch_size: texts per forward pass.
+        window: lines (CoNLL: sentences) per window: the unit of length sorting, memory and commit.
+        restart: ignore (and overwrite) an interrupted job's checkpoint instead of resuming it.
+        progress: show a progress bar on stderr (None: when stderr is a terminal).
+        device: ``cpu``/``cuda``/``cuda:1``… for the single-process job (default: CUDA when available).
+        num_threads: torch intra-op threads (None leaves torch's setting).
+        devices, accelerator, strategy, num_nodes: above one device or node, run data-parallel with a
+            Lightning Trainer (see :func:`pipelines.distributed.label_distributed`). Lightning starts the
+            other processes by running the same command again, so call this from a script's entry point.
+
+    Returns:
+        ``{"output", "records", "errors", "errors_file", "resumed_at_line", "seconds", "texts_per_second"}``;
+        None in the non-zero ranks of a data-parallel job.
+    """
+    output = Path(output_path)
+    reader = InputReader(input_path, text_field, window)
+    if not reader.path.is_file():
+        raise DataError(input_path, "file not found" if not reader.path.exists() else "not a regular file")
+    predictor = Predictor.load(model_dir, device="cpu" if devices > 1 or num_nodes > 1 else device,
+                               num_threads=num_threads)
+    job = LabelJob.create(predictor, input_path, output, batch_size)
+    if devices > 1 or num_nodes > 1:
+        from pipelines.distributed import label_distributed
+
+        return label_distributed(job, reader, output, restart=restart, progress=progress, devices=devices,
+                                 accelerator=accelerator, strategy=strategy, num_nodes=num_nodes)
+    paths = output_paths(output)
+    checkpoint = Checkpoint(paths["progress"], {"data": paths["data"], "errors": paths["errors"]},
+                            fingerprint(job, reader, processes=1))
+    state = checkpoint.open(restart)
+    resumed_at = state.next.line + 1 if state.next.offset else None
+    if resumed_at is not None and not state.complete:
+        print(f"bilstm label: resuming {output} at input line {resumed_at} ({state.records} records already "
+              "written)", file=sys.stderr)
+    started, done = time.perf_counter(), 0
+    if not state.complete:
+        with progress_bar(progress, state.records + state.errors, "label") as bar:
+            for chunk_window in reader.windows(state.next, checkpoint.check_input):
+                chunk = job.label(chunk_window)
+                checkpoint.commit({"data": chunk.data, "errors": chunk.errors}, chunk_window.end,
+                                  chunk_window.digest, chunk.records, chunk.bad)
+                done += chunk.records + chunk.bad
+                bar.update(chunk.records + chunk.bad)
+        checkpoint.mark_complete()
+    publish(checkpoint, output, paths["data"], paths["errors"], paths["errors_final"])
+    return summary(output, state, paths["errors_final"], resumed_at, done, time.perf_counter() - started)

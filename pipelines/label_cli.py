@@ -9,16 +9,36 @@ import sys
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir")
-    parser.add_argument("input", help=".txt (one text per line), .jsonl (a text field) or CoNLL (taggers)")
-    parser.add_argument("output", help=".jsonl, or .conll for a tagger reading CoNLL input")
+    parser.add_argument("input", help=".txt (one text per line), .jsonl (a text field) or CoNLL (taggers); .gz too")
+    parser.add_argument("output", help=".jsonl, or .conll for a tagger reading CoNLL input; bad lines go to "
+                        "OUTPUT.errors.jsonl")
     parser.add_argument("--text-field", default="text", help="text field of .jsonl input")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--window", type=int, default=4096,
+                        help="lines (CoNLL: sentences) read, length-sorted and committed together (default 4096)")
+    parser.add_argument("--restart", action="store_true",
+                        help="start over instead of resuming an interrupted job on the same OUTPUT")
+    bar = parser.add_mutually_exclusive_group()
+    bar.add_argument("--quiet", dest="progress", action="store_false", default=None, help="no progress bar")
+    bar.add_argument("--progress", dest="progress", action="store_true",
+                     help="progress bar even when stderr is not a terminal")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1… (default: CUDA when available)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's setting)")
+    scale = parser.add_argument_group("data-parallel (Lightning Trainer.predict; one process per device)")
+    scale.add_argument("--devices", type=int, default=1, help="processes per node (default 1: no Lightning)")
+    scale.add_argument("--num-nodes", type=int, default=1)
+    scale.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
+    scale.add_argument("--strategy", default="ddp", help="Lightning strategy (default ddp)")
 
 
 def run(args: argparse.Namespace) -> int:
     from pipelines.label import label_file
 
     summary = label_file(args.model_dir, args.input, args.output, text_field=args.text_field,
-                         batch_size=args.batch_size)
-    print(json.dumps(summary), file=sys.stderr)
+                         batch_size=args.batch_size, window=args.window, restart=args.restart,
+                         progress=args.progress, device=args.device, num_threads=args.threads,
+                         devices=args.devices, accelerator=args.accelerator, strategy=args.strategy,
+                         num_nodes=args.num_nodes)
+    if summary is not None:  # None: a non-zero rank of a data-parallel job
+        print(json.dumps(summary), file=sys.stderr)
     return 0

@@ -1,0 +1,195 @@
+"""Crash-safe output: append-only files committed window by window under a small JSON progress record.
+
+A job writes its output to ``X.partial`` (and bad lines to ``X.errors.partial``). After each window it
+fsyncs them, then atomically replaces ``X.progress`` (write a temporary file, fsync, rename, fsync the
+directory) with where the *next* window starts in the input, the SHA-256 of the input bytes consumed so far
+and the committed length of every output file. Whatever a crash (SIGKILL, power loss) leaves behind, the
+progress record describes a consistent prefix: on restart the files are truncated to the recorded lengths
+and the input is read again from the recorded offset, so no record is lost or written twice.
+
+Resuming is refused (:class:`ResumeError`, with what to do) when the model, the options or the input
+changed since the interrupted run; ``restart=True`` (``--restart``) starts over instead. An exclusive
+``flock`` on the progress file keeps two jobs from writing the same output; the kernel drops it when a job
+dies, so a killed job never leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.sources import Position
+from toolkit.errors import ToolkitError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows; the job works there without the lock
+    fcntl = None
+
+FORMAT = 1
+
+
+class ResumeError(ToolkitError):
+    """An interrupted job's checkpoint does not match this run (or another job holds it)."""
+
+
+@dataclass
+class State:
+    """What a checkpoint records: where to go on and how much of every file is committed."""
+
+    fingerprint: dict[str, Any]
+    next: Position = field(default_factory=Position)
+    input_sha256: str = ""
+    """SHA-256 of the input bytes before ``next.offset`` (empty = nothing consumed yet)."""
+    records: int = 0
+    errors: int = 0
+    lengths: dict[str, int] = field(default_factory=dict)
+    """Committed byte length of each output file, by role (``data``, ``errors``, ``index``)."""
+    complete: bool = False
+    format: int = FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "next": asdict(self.next)}, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> State:
+        data = json.loads(text)
+        return cls(**{**data, "next": Position(**data["next"])})
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (a no-op where directories cannot be opened)."""
+    with contextlib.suppress(OSError):
+        handle = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a reader sees the old or the new content, never a mix."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    fsync_dir(path.parent)
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+    return ", ".join(f"{key}: {old.get(key)!r} → {new.get(key)!r}" for key in keys)
+
+
+class Checkpoint:
+    """Append-only output files plus the progress record that says how much of them is committed.
+
+    Args:
+        progress: the progress record's path (its ``.lock`` sibling is the job's lock).
+        files: role → path of each append-only output (``data`` and ``errors``; ``index`` for shards).
+        fingerprint: what must not change between an interrupted run and its resumption (model, input size,
+            options); compared as a whole, differences are named in the error.
+    """
+
+    def __init__(self, progress: Path, files: dict[str, Path], fingerprint: dict[str, Any]) -> None:
+        self.progress = progress
+        self.files = files
+        self.fingerprint = fingerprint
+        self.state = State(fingerprint)
+        self._handles: dict[str, Any] = {}
+        self._lock: Any = None
+
+    def open(self, restart: bool = False) -> State:
+        """Lock, then resume the recorded state (truncating torn writes) or start afresh; returns the state."""
+        self._acquire_lock()
+        if self.progress.exists() and not restart:
+            self.state = self._load()
+            for role, path in self.files.items() if not self.state.complete else ():
+                committed = self.state.lengths.get(role, 0)
+                if not path.exists() or path.stat().st_size < committed:
+                    raise ResumeError(f"{path}: shorter than its checkpoint {self.progress} records "
+                                      "(was it moved or edited?); add --restart to start over")
+                os.truncate(path, committed)  # drop what was written after the last commit
+        else:
+            self.state = State(self.fingerprint, lengths=dict.fromkeys(self.files, 0))
+            for path in self.files.values():
+                path.write_bytes(b"")
+            atomic_write(self.progress, self.state.to_json())
+        if not self.state.complete:
+            self._handles = {role: open(path, "ab") for role, path in self.files.items()}  # noqa: SIM115
+        return self.state
+
+    def _load(self) -> State:
+        try:
+            state = State.from_json(self.progress.read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise ResumeError(f"{self.progress}: unreadable checkpoint ({error}); add --restart to start over"
+                              ) from None
+        if state.format != FORMAT:
+            raise ResumeError(f"{self.progress}: checkpoint format {state.format} (expected {FORMAT}); "
+                              "add --restart to start over")
+        if state.fingerprint != self.fingerprint:
+            raise ResumeError(f"{self.progress}: an interrupted job with a different model, input or options left "
+                              f"this checkpoint ({_changes(state.fingerprint, self.fingerprint)}); run the same "
+                              "command to resume it, or add --restart to start over")
+        return state
+
+    def _acquire_lock(self) -> None:
+        if fcntl is None or self._lock is not None:
+            return
+        self._lock = open(self.progress.with_name(self.progress.name + ".lock"), "a")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            self._lock = None
+            raise ResumeError(f"{self.progress}: another job is writing this output; wait for it or stop it") from None
+
+    def check_input(self, digest: str) -> None:
+        """Refuse to go on if the input bytes already consumed are not the ones the checkpoint recorded."""
+        if self.state.input_sha256 and digest != self.state.input_sha256:
+            raise ResumeError(f"{self.progress}: the input changed since the interrupted run (its first "
+                              f"{self.state.next.offset} bytes differ); add --restart to label it from the start")
+
+    def commit(self, chunks: dict[str, bytes], end: Position, digest: str, records: int, errors: int) -> None:
+        """Append one window's bytes to each file, make them durable, then record the new state atomically."""
+        for role, data in chunks.items():
+            if data:
+                self._handles[role].write(data)
+        for handle in self._handles.values():
+            handle.flush()
+            os.fsync(handle.fileno())
+        state = self.state
+        for role, data in chunks.items():
+            state.lengths[role] = state.lengths.get(role, 0) + len(data)
+        state.next, state.input_sha256 = end, digest
+        state.records += records
+        state.errors += errors
+        atomic_write(self.progress, state.to_json())
+
+    def mark_complete(self) -> None:
+        """Record that every window is committed (the files are final; only renames/merges remain)."""
+        self.close_files()
+        self.state.complete = True
+        atomic_write(self.progress, self.state.to_json())
+
+    def close_files(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
+
+    def remove(self) -> None:
+        """Delete the progress record and release the lock (after the outputs reached their final names)."""
+        self.close_files()
+        self.progress.unlink(missing_ok=True)
+        fsync_dir(self.progress.parent)
+        if self._lock is not None:
+            Path(self._lock.name).unlink(missing_ok=True)
+            self._lock.close()
+            self._lock = None

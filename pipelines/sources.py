@@ -1,0 +1,245 @@
+"""Streaming input for batch labelling: windows of records with byte positions; bad lines become errors.
+
+Why not ``toolkit.data.readers``: those raise :class:`DataError` at the first bad line (right for training
+data, wrong for a job that has to go on) and do not report byte offsets, which a resumable job needs to
+seek back to where it stopped.
+
+A *window* is the job's unit of work and of commit: ``window_size`` input lines for .txt/.jsonl (blank and
+bad lines included), ``window_size`` sentences (and ``-DOCSTART-`` lines) for CoNLL. Where a window ends
+depends only on the bytes from its start, so a job resumed at a window boundary, or a data-parallel rank
+that takes every k-th window, cuts the input exactly as one uninterrupted run does: the same windows, the
+same length-sorted batches, the same output bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolkit.data.conll import DOCSTART
+from toolkit.data.readers import data_format, open_binary
+from toolkit.errors import DataError
+
+KINDS = ("txt", "jsonl", "conll")
+HASH_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a window starts: its number, the byte offset in the (decompressed) input and the lines before it."""
+
+    window: int = 0
+    offset: int = 0
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Text:
+    """A text to label (.txt line or .jsonl field) and its 1-based line number."""
+
+    line: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A CoNLL sentence: its first line number, original token lines (no newline) and tokens (first column)."""
+
+    line: int
+    lines: list[str]
+    tokens: list[str]
+
+
+@dataclass(frozen=True)
+class DocStart:
+    """A ``-DOCSTART-`` line, written back to CoNLL output as it is (with an ``O`` tag)."""
+
+    line: int
+    raw: str
+
+
+@dataclass(frozen=True)
+class Bad:
+    """A line that cannot be labelled, and why; it goes to the errors file and the job goes on."""
+
+    line: int
+    reason: str
+
+
+Item = Text | Sentence | DocStart | Bad
+
+
+@dataclass
+class Window:
+    """The records between two positions of the input, in input order."""
+
+    start: Position
+    end: Position
+    items: list[Item] = field(default_factory=list)
+    digest: str = ""
+    """SHA-256 of the input's bytes before ``end.offset`` (checked when a job resumes there)."""
+
+    @property
+    def index(self) -> int:
+        return self.start.window
+
+
+def input_kind(path: str | Path) -> str:
+    """``txt``, ``jsonl`` or ``conll`` from the file name; a clear error for anything else."""
+    kind = data_format(path)
+    if kind not in KINDS:
+        raise DataError(path, f"cannot label a {kind} file", hint="use .txt (one text per line), .jsonl or .conll")
+    return kind
+
+
+def _decode(raw: bytes) -> tuple[str | None, str]:
+    """``(text without the newline, "")`` or ``(None, reason)`` for bytes that are not UTF-8."""
+    try:
+        return raw.decode("utf-8").rstrip("\r\n"), ""
+    except UnicodeDecodeError as error:
+        return None, f"line is not valid UTF-8 (byte {error.start})"
+
+
+def _json_text(line: str, text_field: str) -> str:
+    """The text of one .jsonl line; raises ValueError with the reason when it has none."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object per line, got {type(record).__name__}")
+    if text_field not in record:
+        present = ", ".join(sorted(map(str, record))) or "none"
+        raise ValueError(f"missing text field {text_field!r} (fields present: {present}; set --text-field)")
+    text = record[text_field]
+    if not isinstance(text, str):
+        raise ValueError(f"field {text_field!r} must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"field {text_field!r} is empty or blank")
+    return text
+
+
+class _ConllState:
+    """Groups CoNLL lines into sentences; a bad line spoils its whole sentence (reported once)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.first = 0
+        self.bad: Bad | None = None
+
+    def add(self, number: int, text: str | None, reason: str) -> None:
+        if not self.lines and self.bad is None:
+            self.first = number
+        if text is None:
+            self.bad = self.bad or Bad(number, f"{reason}; sentence from line {self.first} skipped")
+        else:
+            self.lines.append(text)
+
+    def close(self) -> list[Item]:
+        items: list[Item] = []
+        if self.bad is not None:
+            items.append(self.bad)
+        elif self.lines:
+            items.append(Sentence(self.first, self.lines, [line.split()[0] for line in self.lines]))
+        self.lines, self.bad = [], None
+        return items
+
+
+class InputReader:
+    """Reads one input file as a stream of :class:`Window` objects, holding one window at a time.
+
+    Args:
+        path: .txt (one text per line; blank lines skipped), .jsonl (``text_field``; blank lines skipped)
+            or a CoNLL column file (first column = token); optionally gzipped.
+        text_field: the .jsonl field holding the text.
+        window_size: lines (.txt/.jsonl) or sentences (CoNLL) per window.
+    """
+
+    def __init__(self, path: str | Path, text_field: str = "text", window_size: int = 4096) -> None:
+        if window_size < 1:
+            raise ValueError(f"window_size must be at least 1, got {window_size}")
+        self.path = Path(path)
+        self.kind = input_kind(path)
+        self.text_field = text_field
+        self.window_size = window_size
+
+    def _items(self, number: int, raw: bytes, conll: _ConllState) -> tuple[list[Item], int]:
+        """Items completed by one line, and how many window units the line completes."""
+        text, reason = _decode(raw)
+        if self.kind == "conll":
+            columns = text.split() if text is not None else [None]
+            if not columns:  # blank line: the sentence (if any) ends here
+                items = conll.close()
+                return items, len(items)
+            if columns[0] == DOCSTART:
+                items = [*conll.close(), DocStart(number, text)]
+                return items, len(items)
+            conll.add(number, text, reason)
+            return [], 0
+        if text is None:
+            return [Bad(number, reason)], 1
+        if not text.strip():
+            return [], 1
+        if self.kind == "txt":
+            return [Text(number, text)], 1
+        try:
+            return [Text(number, _json_text(text, self.text_field))], 1
+        except ValueError as error:
+            return [Bad(number, str(error))], 1
+
+    def windows(self, start: Position | None = None, check_prefix: Callable[[str], None] | None = None,
+                keep: Callable[[int], bool] | None = None) -> Iterator[Window]:
+        """Windows from ``start`` (a position a previous pass reported) to the end of the input.
+
+        Args:
+            start: where to begin; the bytes before it are hashed (not parsed) so the digests stay cumulative.
+            check_prefix: called with the SHA-256 of the bytes before ``start`` before anything is yielded
+                (a resumed job refuses to go on over a changed input).
+            keep: which window numbers to yield (a data-parallel rank's share); the others are read and
+                counted, not yielded.
+        """
+        start = start or Position()
+        digest = hashlib.sha256()
+        with open_binary(self.path) as handle:
+            remaining = start.offset
+            while remaining:
+                block = handle.read(min(HASH_BLOCK, remaining))
+                if not block:
+                    break
+                digest.update(block)
+                remaining -= len(block)
+            if check_prefix is not None:
+                check_prefix(digest.hexdigest())
+            elif remaining:
+                raise DataError(self.path, f"is shorter than the start offset {start.offset}")
+            yield from self._scan(handle, start, digest, keep or (lambda _: True))
+
+    def _scan(self, handle, start: Position, digest, keep: Callable[[int], bool]) -> Iterator[Window]:
+        window = Window(start, start)
+        offset, number, units = start.offset, start.line, 0
+        conll = _ConllState()
+        try:
+            for raw in handle:
+                digest.update(raw)
+                offset += len(raw)
+                number += 1
+                items, completed = self._items(number, raw, conll)
+                window.items.extend(items)
+                units += completed
+                if units >= self.window_size:
+                    window.end = Position(window.index + 1, offset, number)
+                    window.digest = digest.hexdigest()
+                    if keep(window.index):
+                        yield window
+                    window, units = Window(window.end, window.end), 0
+            window.items.extend(conll.close())
+        except (OSError, EOFError) as error:  # e.g. a truncated .gz file
+            raise DataError(self.path, f"cannot be read after line {number}: {error}") from None
+        if offset > window.start.offset:
+            window.end = Position(window.index + 1, offset, number)
+            window.digest = digest.hexdigest()
+            if keep(window.index):
+                yield window
