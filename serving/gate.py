@@ -1,0 +1,154 @@
+"""The request gate: an ASGI middleware that checks a request before it can join a batch.
+
+Adaptive batching runs the texts of several requests in one model call, so one bad request must never
+reach the batcher (it would fail every request batched with it). The gate answers here, with a JSON body
+``{"error": "...", "detail": [...]}``:
+
+=====  ==========================================================================================
+404    the endpoint's task has no model loaded (the message lists the loaded tasks)
+405    not a POST (left to BentoML)
+400    the body is not valid JSON (or not UTF-8)
+413    the body, the number of texts or a text is over the configured limit
+415    a Content-Type other than JSON
+422    valid JSON of the wrong shape: not an object, ``texts`` missing or not a list of strings,
+       an empty list, an empty or blank text, an unknown field
+503    the models are still loading (``Retry-After``) or failed to load
+=====  ==========================================================================================
+
+A request that passes is handed on unchanged (the body is replayed) to BentoML, which parses it again
+with the same pydantic model; a few microseconds per request.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from serving.registry import TASKS, ModelRegistry
+
+Scope = dict[str, Any]
+JSON_TYPES = ("application/json", "text/json")
+
+
+class RequestGate:
+    """ASGI middleware in front of the task endpoints (``/classify``, ``/tag``, ``/translate``)."""
+
+    def __init__(self, app: Any, registry: ModelRegistry, request_model: type[BaseModel], max_texts: int,
+                 max_chars: int, max_body_bytes: int) -> None:
+        self.app = app
+        self.registry = registry
+        self.request_model = request_model
+        self.max_texts = max_texts
+        self.max_chars = max_chars
+        self.max_body_bytes = max_body_bytes
+        self.routes = {f"/{task}": task for task in TASKS}
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        task = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if task is None or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refuse_early(task, scope)
+        body = b""
+        if refusal is None:
+            body, refusal = await self._read_body(receive)
+        if refusal is None:
+            refusal = self._check(body)
+        if refusal is not None:
+            status, payload, headers = refusal
+            await _send_json(send, status, payload, headers)
+            return
+
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as starlette expects
+
+        await self.app(scope, replay, send)
+
+    def _refuse_early(self, task: str, scope: Scope) -> tuple[int, dict, dict] | None:
+        """Refusals that need no body: unknown task, not ready, wrong content type, declared size."""
+        registry = self.registry
+        if task not in registry.tasks:
+            loaded = registry.tasks
+            return 404, {"error": f"no {task!r} model is loaded on this server; loaded tasks: "
+                                  f"{', '.join(loaded) or 'none'} (POST /{loaded[0] if loaded else task})",
+                         "loaded_tasks": loaded}, {}
+        if not registry.ready:
+            if registry.error is not None:
+                return 503, {"error": f"the server cannot serve: {registry.error}"}, {}
+            return 503, {"error": "the models are still loading; retry shortly"}, {"retry-after": "1"}
+        headers = dict(scope.get("headers") or [])
+        content_type = headers.get(b"content-type", b"application/json").decode("latin-1").split(";")[0].strip()
+        if content_type.lower() not in JSON_TYPES:
+            return 415, {"error": f"Content-Type {content_type!r} is not supported; send application/json "
+                                  'like {"texts": ["..."]}'}, {}
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            return 413, {"error": f"request body of {int(declared)} bytes is over the limit of "
+                                  f"{self.max_body_bytes} bytes"}, {}
+        return None
+
+    async def _read_body(self, receive: Any) -> tuple[bytes, tuple[int, dict, dict] | None]:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"", (400, {"error": "the client disconnected before sending the whole body"}, {})
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return b"", (413, {"error": f"request body is over the limit of {self.max_body_bytes} bytes"}, {})
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), None
+
+    def _check(self, body: bytes) -> tuple[int, dict, dict] | None:
+        """Parse and validate the body; None when it may go on to the batcher."""
+        if not body.strip():
+            return 400, {"error": 'the request body is empty; send JSON like {"texts": ["..."]}'}, {}
+        try:
+            self.request_model.model_validate_json(body)
+        except ValidationError as error:
+            return self._explain(error)
+        return None
+
+    def _explain(self, error: ValidationError) -> tuple[int, dict, dict]:
+        details = error.errors(include_url=False, include_input=False, include_context=False)
+        for item in details:
+            if item["type"] in ("json_invalid", "json_type"):
+                return 400, {"error": f"the request body is not valid JSON: {item['msg']}"}, {}
+        for item in details:
+            location = tuple(item["loc"])
+            if item["type"] == "too_long" and location == ("texts",):
+                return 413, {"error": f"too many texts in one request: at most {self.max_texts} "
+                                      "(send the rest in further requests)", "detail": details}, {}
+            if item["type"] == "string_too_long" and location[:1] == ("texts",):
+                return 413, {"error": f"text {location[1]} is longer than the limit of {self.max_chars} "
+                                      "characters", "detail": details}, {}
+        first = details[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        message = f"invalid request: {where}: {first['msg']}"
+        if len(details) > 1:
+            message += f" (and {len(details) - 1} more problem{'s' if len(details) > 2 else ''})"
+        return 422, {"error": message, "detail": [_jsonable(item) for item in details]}, {}
+
+
+def _jsonable(item: dict) -> dict:
+    return {key: (value if isinstance(value, (str, int, float, list, tuple, type(None))) else str(value))
+            for key, value in item.items()}
+
+
+async def _send_json(send: Any, status: int, payload: dict, headers: dict[str, str]) -> None:
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(key.encode(), value.encode()) for key, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,114 @@
+"""The BentoML service: ``POST /classify``, ``/tag``, ``/translate`` over model directories.
+
+    BILSTM_MODEL_DIRS=runs/textcat/model:runs/ner/model bentoml serve serving.service:BilstmService
+    bilstm serve runs/textcat/model runs/ner/model --port 3000        # the same, checked first
+
+Which models to serve is configuration (``serving/settings.py``): model directories, or models imported
+into the BentoML model store (``python -m serving.import_model DIR`` then ``BILSTM_BENTO_MODELS=tag``).
+Each endpoint takes ``{"texts": [...]}`` and answers a JSON array, one ``Predictor`` result per text.
+
+Adaptive batching: each endpoint is ``batchable``; BentoML's dispatcher joins the texts of concurrent
+requests into one ``Predictor.predict`` call of at most ``BILSTM_MAX_BATCH_SIZE`` texts. Requests are
+validated by the :class:`~serving.gate.RequestGate` before they can join a batch, so a bad request gets
+its own 4xx and never fails the requests batched with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import bentoml
+from bentoml.exceptions import UnprocessableEntity
+from bentoml.models import BentoModel
+from bentoml.validators import ContentType
+
+from serving.gate import RequestGate
+from serving.registry import ModelRegistry, resolve_sources
+from serving.schemas import ClassifyResult, TagResult, TranslateResult, request_model
+from serving.settings import ServeSettings
+
+logger = logging.getLogger("bentoml.bilstm")  # under "bentoml": BentoML logs it
+
+SETTINGS = ServeSettings.from_env()
+TextsRequest = request_model(SETTINGS.max_texts, SETTINGS.max_chars)
+REGISTRY = ModelRegistry()  # this worker's models; shared by the service instance and the request gate
+# A declared media type spares BentoML from rebuilding the output's JSON schema on every response to find it
+# (a quarter of the event loop's time per request here).
+JSON = ContentType("application/json")
+BATCHING = {"batchable": True, "max_batch_size": SETTINGS.max_batch_size, "max_latency_ms": SETTINGS.max_latency_ms}
+
+
+class BilstmService:
+    """Serves one model per task; an endpoint whose task has no model answers 404 (from the gate)."""
+
+    def __init__(self) -> None:
+        paths: list[tuple[Any, str]] = [(path, path) for path in SETTINGS.model_dirs]
+        for attribute, tag in _bento_model_attributes():
+            stored = getattr(self, attribute)  # BentoModel resolves to the stored model (copied into a bento)
+            paths.append((stored.path, f"BentoML model {tag}"))
+        try:
+            sources = resolve_sources(paths)
+        except Exception as error:  # a bad directory: keep serving /livez, and say why on /readyz and the log
+            logger.exception("bilstm: cannot read the configured models")
+            REGISTRY.configure([], SETTINGS)
+            REGISTRY.error = str(error)
+        else:
+            REGISTRY.configure(sources, SETTINGS)
+        self.registry = REGISTRY
+        self.registry.start()
+
+    def __is_ready__(self) -> bool:
+        """``/readyz``: 200 only once every configured model is loaded on this worker."""
+        return self.registry.ready
+
+    def _run(self, task: str, texts: list[str]) -> list[dict[str, Any]]:
+        """Predict a batch (the texts of one or more requests).
+
+        The gate has validated every text, so a failure here is a bug. It would fail every request in the
+        batch, so the batch is retried text by text: when each text alone succeeds, every request gets its
+        answer; a text that fails alone makes the batch a 422 naming the problem (and it is logged).
+        """
+        try:
+            return self.registry.predict(task, texts, batch_size=SETTINGS.max_batch_size)
+        except Exception:
+            logger.exception("bilstm: /%s failed on a batch of %d texts; retrying them one by one", task, len(texts))
+        results = []
+        for text in texts:
+            try:
+                results.extend(self.registry.predict(task, [text], batch_size=1))
+            except Exception as error:
+                logger.exception("bilstm: /%s cannot process the text %r", task, text[:200])
+                raise UnprocessableEntity(f"a text could not be processed by the {task} model: {error}") from None
+        return results
+
+    @bentoml.api(input_spec=TextsRequest, **BATCHING)
+    def classify(self, texts: list[str]) -> Annotated[list[ClassifyResult], JSON]:
+        """Label and class probabilities of each text."""
+        return self._run("classify", texts)
+
+    @bentoml.api(input_spec=TextsRequest, **BATCHING)
+    def tag(self, texts: list[str]) -> Annotated[list[TagResult], JSON]:
+        """Entities (character and token spans), tokens and tags of each text."""
+        return self._run("tag", texts)
+
+    @bentoml.api(input_spec=TextsRequest, **BATCHING)
+    def translate(self, texts: list[str]) -> Annotated[list[TranslateResult], JSON]:
+        """Translation of each text (beam size: BILSTM_TRANSLATE_BEAM_SIZE or the model's default)."""
+        return self._run("translate", texts)
+
+
+def _bento_model_attributes() -> list[tuple[str, str]]:
+    return [(f"bento_model_{i}", tag) for i, tag in enumerate(SETTINGS.bento_models)]
+
+
+# Models from the BentoML store are class attributes, so `bentoml build` packs them into the bento.
+for _attribute, _tag in _bento_model_attributes():
+    setattr(BilstmService, _attribute, BentoModel(_tag))
+
+BilstmService = bentoml.service(  # type: ignore[misc]
+    name="bilstm", description="BiLSTM classifier, tagger and translator", **SETTINGS.service_config()
+)(BilstmService)
+BilstmService.add_asgi_middleware(RequestGate, registry=REGISTRY, request_model=TextsRequest,
+                                  max_texts=SETTINGS.max_texts, max_chars=SETTINGS.max_chars,
+                                  max_body_bytes=SETTINGS.max_body_bytes)

@@ -1,0 +1,123 @@
+"""Serving configuration, read from environment variables (configuration, not code).
+
+``bilstm serve`` sets these before it starts ``bentoml serve``; with plain ``bentoml serve`` (or in a
+container) set them yourself. Everything has a default except the models to serve.
+
+=============================  ============  ==========================================================
+variable                       default       meaning
+=============================  ============  ==========================================================
+BILSTM_MODEL_DIRS              (none)        model directories, separated by ``os.pathsep`` (``:``)
+BILSTM_BENTO_MODELS            (none)        BentoML model-store tags (``bilstm-textcat:latest``), by ``,``
+BILSTM_MAX_TEXTS               64            most texts in one request (more → 413)
+BILSTM_MAX_CHARS               5000          most characters in one text (more → 413)
+BILSTM_MAX_BATCH_SIZE          64            adaptive batching: most texts run together
+BILSTM_MAX_LATENCY_MS          2000          adaptive batching: queueing budget before a 503 (see docs)
+BILSTM_WORKERS                 1             worker processes on CPU (each loads every model)
+BILSTM_THREADS                 1             torch intra-op threads per CPU worker
+BILSTM_GPUS                    0             GPUs: one worker and one model copy per GPU (``cuda:i``)
+BILSTM_DEVICE                  auto          ``auto`` (CUDA when the worker has a GPU), ``cpu`` or ``cuda``
+BILSTM_PRECISION               fp32          ``fp32``, ``bf16`` or ``fp16``: autocast on CUDA (ignored on CPU)
+BILSTM_TRANSLATE_BEAM_SIZE     (model's)     beam size for /translate (1 = greedy)
+BILSTM_TIMEOUT_S               60            request timeout (BentoML traffic.timeout)
+BILSTM_ACCESS_LOG              1             ``0`` turns off BentoML's per-request access log line
+BILSTM_METRICS                 1             ``0`` turns off BentoML's Prometheus ``/metrics`` (and its cost)
+=============================  ============  ==========================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from toolkit.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return _choice(env, name, ("1", "0", "true", "false", "yes", "no")) in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything the service needs to know, validated once at import time."""
+
+    model_dirs: tuple[str, ...] = ()
+    bento_models: tuple[str, ...] = ()
+    max_texts: int = 64
+    max_chars: int = 5000
+    max_batch_size: int = 64
+    max_latency_ms: int = 2000
+    workers: int = 1
+    threads: int = 1
+    gpus: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    translate_beam_size: int | None = None
+    timeout_s: int = 60
+    access_log: bool = True
+    metrics: bool = True
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body read: every text at the limit, each character escaped as ``\\uXXXX``."""
+        return self.max_texts * (self.max_chars * 6 + 8) + 4096
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServeSettings:
+        """Read and check the ``BILSTM_*`` variables; raises ConfigError naming a bad one."""
+        env = os.environ if env is None else env
+        beam = env.get("BILSTM_TRANSLATE_BEAM_SIZE", "").strip()
+        return cls(
+            model_dirs=tuple(p for p in env.get("BILSTM_MODEL_DIRS", "").split(os.pathsep) if p.strip()),
+            bento_models=tuple(t.strip() for t in env.get("BILSTM_BENTO_MODELS", "").split(",") if t.strip()),
+            max_texts=_int(env, "BILSTM_MAX_TEXTS", cls.max_texts),
+            max_chars=_int(env, "BILSTM_MAX_CHARS", cls.max_chars),
+            max_batch_size=_int(env, "BILSTM_MAX_BATCH_SIZE", cls.max_batch_size),
+            max_latency_ms=_int(env, "BILSTM_MAX_LATENCY_MS", cls.max_latency_ms),
+            workers=_int(env, "BILSTM_WORKERS", cls.workers),
+            threads=_int(env, "BILSTM_THREADS", cls.threads),
+            gpus=_int(env, "BILSTM_GPUS", cls.gpus, minimum=0),
+            device=_choice(env, "BILSTM_DEVICE", DEVICES),
+            precision=_choice(env, "BILSTM_PRECISION", PRECISIONS),
+            translate_beam_size=_int(env, "BILSTM_TRANSLATE_BEAM_SIZE", 1) if beam else None,
+            timeout_s=_int(env, "BILSTM_TIMEOUT_S", cls.timeout_s),
+            access_log=_flag(env, "BILSTM_ACCESS_LOG"),
+            metrics=_flag(env, "BILSTM_METRICS"),
+        )
+
+    def service_config(self) -> dict:
+        """Keyword arguments of ``@bentoml.service``: workers, resources and traffic."""
+        config: dict = {"traffic": {"timeout": self.timeout_s}}
+        if not self.access_log:
+            config["logging"] = {"access": {"enabled": False}}
+        if not self.metrics:
+            config["metrics"] = {"enabled": False}
+        if self.gpus:
+            # One worker per GPU; each worker picks its own device from its worker index (see registry.py).
+            config.update(workers=self.gpus, resources={"gpu": self.gpus})
+        else:
+            config.update(workers=self.workers, resources={"cpu": str(self.workers * self.threads)})
+        return config
