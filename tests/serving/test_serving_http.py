@@ -1,0 +1,156 @@
+"""The BentoML service over real HTTP: `bilstm serve` on 127.0.0.1 with the three tiny models."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from toolkit import Predictor
+
+TEXTS = {
+    "classify": ["I was smiling the whole way through. Pure, warm entertainment.", "A lazy, cynical sequel. Avoid."],
+    "tag": ["Peter Blackburn visited Bonn in 1996 .", "EU rejects German call to boycott British lamb ."],
+    "translate": ["Ein Hund läuft über den Strand.", "Zwei Kinder spielen im Park."],
+}
+
+
+@pytest.fixture(scope="module")
+def predictors(textcat_model_dir, ner_model_dir, translate_model_dir) -> dict:
+    dirs = {"classify": textcat_model_dir, "tag": ner_model_dir, "translate": translate_model_dir}
+    return {task: Predictor.load(path, device="cpu") for task, path in dirs.items()}
+
+
+def expected(predictors: dict, task: str, texts: list[str]) -> list[dict]:
+    options = {"beam_size": 2} if task == "translate" else {}  # the server runs with BILSTM_TRANSLATE_BEAM_SIZE=2
+    return [r.to_dict() for r in predictors[task].predict(texts, **options)]
+
+
+def assert_same(task: str, got: list[dict], want: list[dict]) -> None:
+    """Equal results: labels, tags, spans and translations exactly; scores to float tolerance (batching)."""
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        if task == "classify":
+            assert g["label"] == w["label"] and g["probabilities"] == pytest.approx(w["probabilities"], abs=1e-5)
+        elif task == "tag":
+            assert (g["tokens"], g["tags"]) == (w["tokens"], w["tags"])
+            assert [(e["start"], e["end"], e["label"]) for e in g["entities"]] == \
+                   [(e["start"], e["end"], e["label"]) for e in w["entities"]]
+        else:
+            assert (g["source"], g["translation"]) == (w["source"], w["translation"])
+            assert g["score"] == pytest.approx(w["score"], abs=1e-4)
+
+
+def test_readyz_is_200_only_with_models_loaded(server, client):
+    assert set(server.readyz_seen) <= {0, 503, 200} and server.readyz_seen[-1] == 200
+    assert client.get("/livez").status_code == 200
+    # The first 200 from /readyz means every endpoint answers at once (no 503 "still loading").
+    for task, texts in TEXTS.items():
+        assert client.post(f"/{task}", json={"texts": texts[:1]}).status_code == 200
+
+
+@pytest.mark.parametrize("task", list(TEXTS))
+def test_endpoint_returns_the_predictor_results_in_order(client, predictors, task):
+    response = client.post(f"/{task}", json={"texts": TEXTS[task]})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert_same(task, response.json(), expected(predictors, task, TEXTS[task]))
+
+
+def test_tag_entities_carry_character_offsets(client):
+    text = TEXTS["tag"][0]
+    for entity in client.post("/tag", json={"texts": [text]}).json()[0]["entities"]:
+        assert text[entity["start"]:entity["end"]] == entity["text"]
+
+
+BAD_REQUESTS = [  # (body, content type, status, words in the message)
+    (b"", "application/json", 400, "empty"),
+    (b"not json", "application/json", 400, "not valid JSON"),
+    (b'{"texts": ["a"', "application/json", 400, "not valid JSON"),
+    (b"\xff\xfe", "application/json", 400, "not valid JSON"),
+    (b"[1, 2]", "application/json", 422, "object"),
+    (b"null", "application/json", 422, "object"),
+    (b'{"text": ["a"]}', "application/json", 422, "texts"),
+    (b'{"texts": "a single string"}', "application/json", 422, "array"),
+    (b'{"texts": [1, 2]}', "application/json", 422, "string"),
+    (b'{"texts": [["nested"]]}', "application/json", 422, "string"),
+    (b'{"texts": []}', "application/json", 422, "at least 1"),
+    (b'{"texts": [""]}', "application/json", 422, "texts.0"),
+    (b'{"texts": ["fine", "   \\n\\t"]}', "application/json", 422, "blank"),
+    (b'{"texts": ["ok"], "beam_size": 3}', "application/json", 422, "beam_size"),
+    (b'{"texts": ["ok"]}', "text/plain", 415, "application/json"),
+    (b'{"texts": ["ok"]}', "application/x-www-form-urlencoded", 415, "application/json"),
+    (json.dumps({"texts": ["a"] * 9}).encode(), "application/json", 413, "at most 8"),
+    (json.dumps({"texts": ["a" * 201]}).encode(), "application/json", 413, "200 characters"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "words"), BAD_REQUESTS)
+@pytest.mark.parametrize("task", list(TEXTS))
+def test_bad_requests_get_a_clear_4xx(client, task, body, content_type, status, words):
+    response = client.post(f"/{task}", content=body, headers={"content-type": content_type})
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert words.lower() in error.lower() or words in json.dumps(response.json().get("detail"))
+
+
+def test_body_over_the_byte_limit_is_413_without_reading_it(client):
+    response = client.post("/classify", content=b"x" * 50_000, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "bytes" in response.json()["error"]
+
+
+def test_wrong_method_and_unknown_route(client):
+    assert client.get("/classify").status_code == 405
+    assert client.post("/nope", json={"texts": ["a"]}).status_code == 404
+
+
+def test_bad_requests_never_fail_the_requests_batched_with_them(client, predictors):
+    """64 concurrent requests, a third of them invalid: the valid ones all get their own right answers."""
+    good = TEXTS["classify"] * 2
+    bodies = [({"texts": [good[i % len(good)]]} if i % 3 else {"texts": ["   "]}) for i in range(64)]
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda body: client.post("/classify", json=body), bodies))
+    want = {text: r for text, r in zip(good, expected(predictors, "classify", good), strict=True)}
+    for body, response in zip(bodies, responses, strict=True):
+        if body["texts"][0].strip():
+            assert response.status_code == 200, response.text
+            assert_same("classify", response.json(), [want[body["texts"][0]]])
+        else:
+            assert response.status_code == 422
+
+
+def test_openapi_schema_states_the_contract(client):
+    spec = client.get("/docs.json").json()
+    for task in TEXTS:
+        assert "post" in spec["paths"][f"/{task}"]
+    text = json.dumps(spec)
+    assert '"maxItems": 8' in text and '"maxLength": 200' in text and '"minLength": 1' in text
+    for name in ("ClassifyResult", "TagResult", "TranslateResult", "EntityResult"):
+        assert name in spec["components"]["schemas"]
+
+
+def test_server_log_has_no_traceback(server, client):
+    client.post("/classify", json={"texts": ["still alive"]}).raise_for_status()
+    assert "Traceback" not in server.log_text()
+
+
+def test_metrics_endpoint_reports_adaptive_batching(client):
+    text = client.get("/metrics").text
+    assert "adaptive_batch_size" in text
+
+
+@pytest.mark.parametrize("task", list(TEXTS))
+def test_many_texts_in_one_request_keep_their_order(client, predictors, task):
+    texts = (TEXTS[task] * 4)[:8]
+    response = client.post(f"/{task}", json={"texts": texts})
+    assert response.status_code == 200
+    assert_same(task, response.json(), expected(predictors, task, texts))
+
+
+def test_client_errors_are_json_objects(client):
+    response = client.post("/classify", content=b"{", headers={"content-type": "application/json"})
+    assert isinstance(response.json(), dict)
+    with pytest.raises(httpx.HTTPStatusError):
+        response.raise_for_status()
