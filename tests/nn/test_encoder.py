@@ -122,3 +122,18 @@ def test_gradients_flow_through_every_layer():
     out = encoder(torch.randn(3, 4, 5), torch.tensor([4, 2, 1]))
     out.outputs.sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_fused_call_for_full_length_batches_equals_layer_by_layer(cell, bidirectional, monkeypatch):
+    encoder = make(cell, layers=3, bidirectional=bidirectional)
+    x, lengths = torch.randn(3, 6, 5), torch.tensor([6, 6, 6])
+    assert encoder._can_fuse()
+    with torch.no_grad():
+        fused = encoder(x, lengths)
+        monkeypatch.setattr(encoder, "_can_fuse", lambda: False)
+        layered = encoder(x, lengths)
+    torch.testing.assert_close(fused.outputs, layered.outputs, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fused.last_hidden, layered.last_hidden, atol=1e-6, rtol=1e-5)
+    assert not make(merge="sum")._can_fuse() and not make(residual=True)._can_fuse()

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -58,6 +59,7 @@ class TaggingFeaturizer:
         self.chars = chars
         self.settings = settings
         self.transformer = transformer
+        self.use_chars = True  # a predictor whose network has no character encoder switches this off
         self.subword_tokenizer = None
         if transformer:
             from transformers import AutoTokenizer
@@ -75,8 +77,10 @@ class TaggingFeaturizer:
         encoded = [{
             "words": self.words.encode([token.lower() for token in tokens] if lower else tokens),
             "casing": [casing_id(token) for token in tokens],
-            "chars": [self.chars.encode(token[:limit]) for token in tokens],
         } for tokens in sentences]
+        if self.use_chars:
+            for item, tokens in zip(encoded, sentences, strict=True):
+                item["chars"] = [self.chars.encode(token[:limit]) for token in tokens]
         if self.subword_tokenizer is not None and sentences:
             batch = self.subword_tokenizer([list(tokens) for tokens in sentences], is_split_into_words=True,
                                            add_special_tokens=True, truncation=False)
@@ -90,18 +94,19 @@ class TaggingFeaturizer:
         """Pad encoded sentences into a batch.
 
         Returns:
-            ``words``, ``casing`` ``[B, T]``; ``chars`` ``[B, T, C]``; ``lengths`` ``[B]``; with a transformer
+            ``words``, ``casing`` ``[B, T]``; ``chars`` ``[B, T, C]`` (unless switched off); ``lengths`` ``[B]``; with a transformer
             ``subwords``, ``subword_mask``, ``subword_words`` ``[B, S]`` (or, once cached,
             ``transformer_features`` ``[B, T, H]``); with gold tags ``tags`` ``[B, T]``.
         """
         words, lengths = pad_ids([item["words"] for item in items])
         batch = {"words": words, "lengths": lengths, "casing": pad_ids([item["casing"] for item in items])[0]}
-        longest_word = max((len(chars) for item in items for chars in item["chars"]), default=1)
-        chars = torch.zeros(len(items), words.size(1), max(longest_word, 1), dtype=torch.long)
-        for row, item in enumerate(items):
-            for column, word_chars in enumerate(item["chars"]):
-                chars[row, column, : len(word_chars)] = torch.tensor(word_chars, dtype=torch.long)
-        batch["chars"] = chars
+        if "chars" in items[0]:
+            longest_word = max((len(chars) for item in items for chars in item["chars"]), default=1)
+            chars = np.zeros((len(items), words.size(1), max(longest_word, 1)), dtype=np.int64)
+            for row, item in enumerate(items):
+                for column, word_chars in enumerate(item["chars"]):
+                    chars[row, column, : len(word_chars)] = word_chars
+            batch["chars"] = torch.from_numpy(chars)
         if "transformer_features" in items[0]:  # precomputed by a frozen transformer (see SequenceTagger)
             width = items[0]["transformer_features"].size(-1)
             features = torch.zeros(len(items), words.size(1), width)

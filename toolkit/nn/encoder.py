@@ -219,6 +219,8 @@ class RecurrentEncoder(nn.Module):
         batch, max_len = x.size(0), x.size(1)
         lengths = lengths.to(x.device)
         full = bool((lengths == max_len).all())
+        if full and self._can_fuse():
+            return self._fused_forward(x)
         packed = self.config.padding == "packed" and not full
         reverse = None if full else reverse_index(lengths, max_len)
         mask = None if full else (torch.arange(max_len, device=x.device).unsqueeze(1) < lengths).unsqueeze(-1)
@@ -243,3 +245,36 @@ class RecurrentEncoder(nn.Module):
             if self.config.residual and depth > 0 and layer_input.size(-1) == hidden.size(-1):
                 hidden = hidden + layer_input
         return EncoderOutput(hidden.transpose(0, 1), torch.stack(finals))
+
+    def _can_fuse(self) -> bool:
+        # One stacked call computes the same as the per-direction layers when nothing happens between
+        # layers: concatenated directions, no residuals, no dropout in play.
+        config = self.config
+        dropout_active = self.training and config.dropout > 0
+        plain = isinstance(self.layers[0].forward_rnn, nn.RNNBase)  # not e.g. int8-quantized replacements
+        return plain and (config.merge == "concat" or not config.bidirectional) and not config.residual \
+            and not dropout_active
+
+    def _fused_forward(self, x: Tensor) -> EncoderOutput:
+        """All layers and both directions in one fused kernel call (every sequence has the full length).
+
+        This is the call ``nn.LSTM(num_layers=L, bidirectional=True)`` makes, fed this encoder's own
+        per-direction weights, so there is nothing to keep in sync. At batch 1, or for batches bucketed
+        by exact length, it saves the per-layer/per-direction call overhead (e.g. 2 calls instead of 4
+        per sentence become 1 for a 2-layer BiLSTM).
+        """
+        config = self.config
+        directions = 2 if config.bidirectional else 1
+        weights: list[Tensor] = []
+        for layer in self.layers:
+            for rnn in (layer.forward_rnn, layer.backward_rnn)[:directions]:
+                weights += [rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0]
+        zeros = x.new_zeros(config.num_layers * directions, x.size(0), config.hidden_size)
+        arguments = (weights, True, config.num_layers, 0.0, self.training, config.bidirectional, True)
+        if config.cell == "lstm":
+            outputs, h_n, _ = torch.lstm(x, (zeros, zeros), *arguments)
+        elif config.cell == "gru":
+            outputs, h_n = torch.gru(x, zeros, *arguments)
+        else:
+            outputs, h_n = (torch.rnn_tanh if config.cell == "rnn_tanh" else torch.rnn_relu)(x, zeros, *arguments)
+        return EncoderOutput(outputs, h_n.view(config.num_layers, directions, x.size(0), config.hidden_size))

@@ -59,13 +59,15 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,
-             num_threads: int | None = None) -> Predictor:
+             num_threads: int | None = None, quantize: bool = False) -> Predictor:
         """Load a model directory.
 
         Args:
             path: the model directory.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
             num_threads: torch intra-op threads for CPU inference (None leaves torch's setting).
+            quantize: int8 dynamic quantization of the recurrent and linear layers (CPU only); check the
+                accuracy cost on your data first (docs/benchmarks.md lists it for the shipped configs).
 
         Raises:
             ModelDirError: the directory is missing, incomplete, corrupt or from a newer toolkit.
@@ -77,7 +79,21 @@ class Predictor:
         predictor_class = getattr(importlib.import_module(module_name), class_name)
         if cls is not Predictor and not issubclass(predictor_class, cls):
             raise ModelDirError(f"{path} holds a {model_dir.task!r} model, not one for {cls.__name__}")
-        return predictor_class(model_dir, resolve_device(device))
+        predictor = predictor_class(model_dir, resolve_device(device))
+        if quantize:
+            predictor.quantize_dynamic()
+        return predictor
+
+    def quantize_dynamic(self) -> None:
+        """Replace ``self.net``'s LSTM/GRU/Linear layers by int8 dynamically quantized ones (CPU)."""
+        import warnings
+
+        if self.device.type != "cpu":
+            raise ModelDirError("int8 dynamic quantization runs on the CPU only; load with device='cpu'")
+        with warnings.catch_warnings():  # torch.ao eager quantization is deprecated in favour of torchao
+            warnings.simplefilter("ignore")
+            self.net = torch.ao.quantization.quantize_dynamic(
+                self.net, {torch.nn.LSTM, torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8)
 
     @property
     def labels(self) -> list[str]:

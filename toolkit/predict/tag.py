@@ -80,6 +80,7 @@ class TaggerPredictor(Predictor):
             raise ModelDirError(f"{model_dir.path}: meta.json is inconsistent ({error!r})") from None
         if (len(self.featurizer.words), len(self.featurizer.chars)) != sizes:
             raise ModelDirError(f"{model_dir.path}: vocab.json/chars.json do not match the sizes in meta.json")
+        self.featurizer.use_chars = config.chars != "none"
         self.tags = self.labels
         self.net = SequenceTaggerNet(config, *sizes, len(self.tags), allowed_transitions(self.tags, self.scheme),
                                      transformer, load_transformer_weights=False)
@@ -100,8 +101,12 @@ class TaggerPredictor(Predictor):
         return sorted({tag[2:] for tag in self.tags if tag != "O"})
 
     @torch.inference_mode()
-    def tag_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[TaggedTokens]:
-        """Tag pre-tokenised sentences; tags come back in the training data's scheme (e.g. IOB1 for CoNLL)."""
+    def tag_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 32,
+                   with_confidence: bool = True) -> list[TaggedTokens]:
+        """Tag pre-tokenised sentences; tags come back in the training data's scheme (e.g. IOB1 for CoNLL).
+
+        ``with_confidence=False`` skips the CRF forward–backward pass (span confidences are then NaN).
+        """
         for position, tokens in enumerate(sentences):
             if not tokens:
                 raise InputError(f"sentence {position} has no tokens")
@@ -110,10 +115,13 @@ class TaggerPredictor(Predictor):
             for positions, batch_indices in sorted_batches(indices, [len(item["words"]) for item in encoded], batch_size):
                 batch = {key: value.to(self.device, non_blocking=True)
                          for key, value in self.featurizer.collate([encoded[k] for k in positions]).items()}
-                paths, marginals = self.net.decode(self.net(batch), batch, with_marginals=True)
+                paths, marginals = self.net.decode(self.net(batch), batch, with_marginals=with_confidence)
                 for row, (index, path) in enumerate(zip(batch_indices, paths, strict=True)):
-                    confidence = marginals[row, torch.arange(len(path)), torch.tensor(path, device=marginals.device)]
-                    confidence = confidence.tolist()
+                    if marginals is None:
+                        confidence = [float("nan")] * len(path)
+                    else:
+                        chosen = torch.tensor(path, device=marginals.device)
+                        confidence = marginals[row, torch.arange(len(path), device=marginals.device), chosen].tolist()
                     tags = [self.tags[i] for i in path]
                     spans = [(start, end, kind, sum(confidence[start:end]) / (end - start))
                              for start, end, kind in spans_from_tags(tags, self.scheme)]
@@ -141,7 +149,7 @@ class TaggerPredictor(Predictor):
                  **_: Any) -> dict[str, Any]:
         """seqeval entity precision/recall/F1 (strict, in the file's scheme) on a column file."""
         sentences = read_conll(data_file, ColumnFormat(token_column, tag_column))
-        predicted = self.tag_tokens([sentence.tokens for sentence in sentences], batch_size)
+        predicted = self.tag_tokens([sentence.tokens for sentence in sentences], batch_size, with_confidence=False)
         gold = [sentence.tags for sentence in sentences]
         return {**entity_scores(gold, [p.tags for p in predicted], self.input_scheme), "sentences": len(sentences),
                 "scheme": self.input_scheme}
