@@ -35,20 +35,30 @@ def main() -> None:
     flair.device = torch.device("cpu")
     rows = json.loads(open(args.sentences, encoding="utf-8").read())
 
+    def iob1_spans(tags: list[str]) -> list[tuple[int, int, str]]:
+        spans, start, kind = [], None, ""
+        for position, tag in enumerate([*tags, "O"]):
+            if tag == "O" or tag.startswith("B-") or tag[2:] != kind:
+                if start is not None:
+                    spans.append((start, position, kind))
+                start, kind = (None, "") if tag == "O" else (position, tag[2:])
+        return spans
+
     def make_sentences() -> list[Sentence]:
         sentences = []
         for row in rows:
             sentence = Sentence(row["tokens"])
-            for token, tag in zip(sentence, row["tags"]):
-                token.set_label("ner", tag)
+            for start, end, kind in iob1_spans(row["tags"]):  # Flair's NER tagger learns entity spans
+                sentence[start:end].add_label("ner", kind)
             sentences.append(sentence)
         return sentences
 
     corpus = Corpus(FlairDatapointDataset(make_sentences()), FlairDatapointDataset(make_sentences()[:64]),
                     FlairDatapointDataset(make_sentences()[:64]), sample_missing_splits=False)
     embeddings = OneHotEmbeddings.from_corpus(corpus, field="text", embedding_length=100, min_freq=1)
-    tagger = SequenceTagger(hidden_size=256, embeddings=embeddings, tag_dictionary=corpus.make_label_dictionary("ner"),
-                            tag_type="ner", use_crf=True, rnn_layers=2)
+    tagger = SequenceTagger(hidden_size=256, embeddings=embeddings,
+                            tag_dictionary=corpus.make_label_dictionary("ner", add_unk=False),
+                            tag_type="ner", tag_format="BIO", use_crf=True, rnn_layers=2)
     tagger.eval()
     tokens = sum(len(row["tokens"]) for row in rows)
     result = {"flair": flair.__version__, "torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -57,3 +57,12 @@ def test_bucket_sampler_takes_an_injected_distributed_sampler():
 
 def test_length_sorted_batches():
     assert length_sorted_batches([1, 5, 3, 4], 2) == [[1, 3], [2, 0]]
+
+
+def test_truncation_keeps_head_tail_or_both():
+    text = "one two three four five six seven eight"
+    assert Tokenizer(TokenizerSettings(max_tokens=3, truncate="head"))(text) == ["one", "two", "three"]
+    assert Tokenizer(TokenizerSettings(max_tokens=3, truncate="tail"))(text) == ["six", "seven", "eight"]
+    assert Tokenizer(TokenizerSettings(max_tokens=4, truncate="head+tail"))(text) == ["one", "six", "seven", "eight"]
+    with __import__("pytest").raises(ValueError, match="truncate must be one of"):
+        TokenizerSettings(truncate="middle")

@@ -137,3 +137,14 @@ def test_fused_call_for_full_length_batches_equals_layer_by_layer(cell, bidirect
     torch.testing.assert_close(fused.outputs, layered.outputs, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fused.last_hidden, layered.last_hidden, atol=1e-6, rtol=1e-5)
     assert not make(merge="sum")._can_fuse() and not make(residual=True)._can_fuse()
+
+
+def test_orthogonal_initialisation():
+    encoder = make("gru", layers=1, init="orthogonal")
+    weight = encoder.layers[0].forward_rnn.weight_hh_l0
+    for gate in range(3):
+        block = weight[gate * 6 : (gate + 1) * 6]
+        torch.testing.assert_close(block @ block.T, torch.eye(6), atol=1e-5, rtol=0)
+    assert torch.all(encoder.layers[0].forward_rnn.bias_ih_l0 == 0)
+    default = make("gru", layers=1, init="torch").layers[0].forward_rnn.weight_hh_l0[:6]
+    assert not torch.allclose(default @ default.T, torch.eye(6), atol=1e-2)
