@@ -231,6 +231,8 @@ def main() -> None:
     parser.add_argument("--soak-requests", type=int, default=0)
     parser.add_argument("--soak-seconds", type=float, default=300)
     parser.add_argument("--soak-concurrency", type=int, default=32)
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                        help="raw: a minimal asyncio HTTP/1.1 client (default); httpx: httpx.AsyncClient")
     parser.add_argument("--serve-arg", action="append", default=[], help="extra `bilstm serve` option (repeatable)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -243,6 +245,7 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
     report: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "machine": machine, "argv": sys.argv, "task": task, "serve_args": serve_args,
+                    "client": args.client,
                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "load_avg_before": os.getloadavg()}
     print(f"in-process Predictor ({args.inprocess_seconds:.0f} s per level)...", flush=True)
     report["in_process"] = in_process(args.model_dir[0], texts, args.concurrency, args.inprocess_seconds)
@@ -256,7 +259,7 @@ def main() -> None:
         asyncio.run(load(f"{url}/{task}", texts, 300, 8))  # warm-up (also trains the batching optimizer)
         report["levels"] = {}
         for level in args.concurrency:
-            result = asyncio.run(load(f"{url}/{task}", texts, args.requests, level))
+            result = asyncio.run(load(f"{url}/{task}", texts, args.requests, level, client=args.client))
             report["levels"][level] = result
             print(f"c={level}: {result['rps']:.0f} req/s p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms "
                   f"errors {result['errors']} {result['statuses']}", flush=True)
@@ -265,7 +268,7 @@ def main() -> None:
             progress = lambda index: samples.append((index, server_rss(server.pid)))  # noqa: E731
             deadline = time.perf_counter() + args.soak_seconds
             soak = asyncio.run(load(f"{url}/{task}", texts, args.soak_requests, args.soak_concurrency, deadline,
-                                    progress))
+                                    progress, client=args.client))
             samples.append((soak["requests"], server_rss(server.pid)))
             first, last = samples[0][1], samples[-1][1]
             soak.update(rss_samples=samples, rss_growth_total=last["total"] / first["total"] - 1,

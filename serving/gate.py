@@ -12,7 +12,7 @@ reach the batcher (it would fail every request batched with it). The gate answer
 415    a Content-Type other than JSON
 422    valid JSON of the wrong shape: not an object, ``texts`` missing or not a list of strings,
        an empty list, an empty or blank text, an unknown field
-503    the models are still loading (``Retry-After``) or failed to load
+503    the models are still loading (``Retry-After``), failed to load, or none are configured
 =====  ==========================================================================================
 
 A request that passes is handed on unchanged (the body is replayed) to BentoML, which parses it again
@@ -75,6 +75,8 @@ class RequestGate:
     def _refuse_early(self, task: str, scope: Scope) -> tuple[int, dict, dict] | None:
         """Refusals that need no body: unknown task, not ready, wrong content type, declared size."""
         registry = self.registry
+        if not registry.tasks and registry.error is not None:  # misconfigured: say so rather than "no such task"
+            return 503, {"error": f"the server cannot serve: {registry.error}", "loaded_tasks": []}, {}
         if task not in registry.tasks:
             loaded = registry.tasks
             return 404, {"error": f"no {task!r} model is loaded on this server; loaded tasks: "

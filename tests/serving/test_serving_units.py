@@ -105,7 +105,7 @@ def test_gate_reports_a_failed_load(textcat_model_dir):
     registry.configure([], ServeSettings())
     registry._loaded.set()
     response = call(registry, "/classify", b'{"texts": ["a"]}')
-    assert response.status_code == 404  # no task is configured at all
+    assert response.status_code == 503 and "no models configured" in response.json()["error"]
     registry.configure([ModelSource("classify", textcat_model_dir, "textcat")], ServeSettings())
     registry.error = "loading the models failed: disk on fire"
     response = call(registry, "/classify", b'{"texts": ["a"]}')
