@@ -67,6 +67,7 @@ class LabelModule(pl.LightningModule):
 
     def predict_dataloader(self) -> DataLoader:
         rank, world = self.trainer.global_rank, self.trainer.world_size
+        self.job.predictor.device = self.device  # Lightning has moved the net here; the predictor batches here
         paths = shard_paths(self.output, rank, world)
         paths["progress"].parent.mkdir(exist_ok=True)
         self.checkpoint = Checkpoint(paths["progress"], {role: paths[role] for role in ROLES},
@@ -74,9 +75,6 @@ class LabelModule(pl.LightningModule):
         self.checkpoint.open(self.restart)
         # batch_size=None: each dataset item (one window) is one "batch", passed through uncollated
         return DataLoader(_RankWindows(self.reader, self.checkpoint, rank, world), batch_size=None)
-
-    def on_predict_start(self) -> None:
-        self.job.predictor.device = self.device  # the predictor builds its batches here
 
     def transfer_batch_to_device(self, batch: Any, device: Any, dataloader_idx: int) -> Any:
         return batch  # a Window holds strings; the predictor moves its own tensors

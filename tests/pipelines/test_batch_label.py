@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipelines import checkpoint as checkpoint_module
 from pipelines.checkpoint import Checkpoint, ResumeError
@@ -20,6 +23,23 @@ def sample_texts(count: int) -> list[str]:
     """Short real-looking texts, each with a unique token (ids are what make spaCy's vocabulary grow)."""
     texts = [json.loads(line)["text"] for line in (SAMPLES / "textcat/train.jsonl").read_text().splitlines()]
     return [f"{texts[i % len(texts)]} #{i}" for i in range(count)]
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread, as the subprocess tests run (two threads collapse on a busy 2-core machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_torch_thread():
+        yield
 
 
 class Crash(Exception):

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.label import label_file
 from tests.conftest import BILSTM, ROOT, run_bilstm
-from tests.pipelines.test_batch_label import sample_texts
+from tests.pipelines.test_batch_label import one_torch_thread, sample_texts
 
 LINES = 3000
 WINDOW = "100"
@@ -41,11 +42,10 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def reference(textcat_model_dir, job_input, one_thread) -> Path:
-    """One uninterrupted single-process run."""
+    """One uninterrupted single-process run (in this process, one thread: the CLI runs the same function)."""
     output = job_input.with_name("reference.jsonl")
-    result = run_bilstm("label", str(textcat_model_dir), str(job_input), str(output), "--window", WINDOW)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stderr.strip().splitlines()[-1])["errors"] == 3
+    with one_torch_thread():
+        assert label_file(textcat_model_dir, job_input, output, window=int(WINDOW), progress=False)["errors"] == 3
     return output
 
 
