@@ -21,7 +21,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from toolkit.nn import EncoderConfig, RecurrentEncoder  # noqa: E402
+from toolkit.nn import EncoderConfig, RecurrentEncoder
 
 
 def main() -> None:

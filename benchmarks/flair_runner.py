@@ -33,7 +33,8 @@ def main() -> None:
     from flair.models import SequenceTagger
 
     flair.device = torch.device("cpu")
-    rows = json.loads(open(args.sentences, encoding="utf-8").read())
+    with open(args.sentences, encoding="utf-8") as handle:
+        rows = json.loads(handle.read())
 
     def iob1_spans(tags: list[str]) -> list[tuple[int, int, str]]:
         spans, start, kind = [], None, ""

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from toolkit.nn import ClassifierConfig, EncoderConfig, RecurrentEncoder, TextClassifierNet  # noqa: E402
+from toolkit.nn import ClassifierConfig, EncoderConfig, RecurrentEncoder, TextClassifierNet
 
 
 def main() -> None:
@@ -24,7 +24,8 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = False
     for cell in ("lstm", "gru", "rnn_tanh"):
         for padding in ("reverse", "packed"):
-            encoder = RecurrentEncoder(16, EncoderConfig(cell=cell, hidden_size=32, num_layers=2, padding=padding)).eval()
+            config = EncoderConfig(cell=cell, hidden_size=32, num_layers=2, padding=padding)
+            encoder = RecurrentEncoder(16, config).eval()
             x, lengths = torch.randn(6, 11, 16), torch.tensor([11, 3, 7, 1, 9, 11])
             with torch.no_grad():
                 cpu = encoder(x, lengths).outputs
@@ -32,7 +33,8 @@ def main() -> None:
                 gpu = encoder(x.cuda(), lengths.cuda())
                 worst = max((gpu.outputs[b, :n] - encoder(x[b:b + 1, :n].cuda(), lengths[b:b + 1].cuda()).outputs[0])
                             .abs().max().item() for b, n in enumerate(lengths.tolist()))
-            print(f"{cell:8} {padding:7} padding-invariance max|diff| {worst:.2e}  cpu-vs-gpu {(cpu - gpu.outputs.cpu()).abs().max():.2e}")
+            print(f"{cell:8} {padding:7} padding-invariance max|diff| {worst:.2e}  "
+                  f"cpu-vs-gpu {(cpu - gpu.outputs.cpu()).abs().max():.2e}")
             assert worst < 1e-4, worst
     torch.backends.cudnn.allow_tf32 = True
     net = TextClassifierNet(ClassifierConfig(embedding_dim=50, encoder=EncoderConfig(hidden_size=128),
@@ -43,7 +45,8 @@ def main() -> None:
         full = net(ids, lengths).softmax(-1)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             half = net(ids, lengths).float().softmax(-1)
-    print(f"bf16 autocast: max prob diff {(full - half).abs().max():.3e}, same argmax {(full.argmax(-1) == half.argmax(-1)).float().mean():.3f}")
+    print(f"bf16 autocast: max prob diff {(full - half).abs().max():.3e}, "
+          f"same argmax {(full.argmax(-1) == half.argmax(-1)).float().mean():.3f}")
     bare = torch.nn.LSTM(50, 128, bidirectional=True, batch_first=True).cuda().eval()
     x = torch.randn(64, 300, 50, device="cuda")
     for name, fn in (("bare nn.LSTM", lambda: bare(x)), ("RecurrentEncoder", lambda: net.encoder(x, lengths)),

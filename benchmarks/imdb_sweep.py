@@ -64,7 +64,7 @@ def prepare(out: Path, train_file: str) -> None:
     for split in ("train", "val"):
         dataset = data.datasets[split]
         arrays[f"{split}_ids"] = torch.cat(dataset.ids).numpy().astype(np.int32)
-        arrays[f"{split}_offsets"] = np.cumsum([0] + dataset.lengths).astype(np.int64)
+        arrays[f"{split}_offsets"] = np.cumsum([0, *dataset.lengths]).astype(np.int64)
         arrays[f"{split}_labels"] = np.asarray(dataset.labels, dtype=np.int64)
     vectors, found, stats = load_pretrained(GLOVE_PACKAGE, data.vocab.tokens, 50)
     print(stats)

@@ -49,8 +49,8 @@ def make_model_dir(rows: list[dict], target: Path) -> Path:
 
     from toolkit.artifact import save_model_dir
     from toolkit.config import config_to_dict
-    from toolkit.data.tagschemes import allowed_transitions, tag_set
     from toolkit.data.tagging_features import FeatureSettings
+    from toolkit.data.tagschemes import allowed_transitions, tag_set
     from toolkit.data.vocab import Vocab
     from toolkit.nn.encoder import EncoderConfig
     from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -72,7 +71,8 @@ def run(name: str, args: argparse.Namespace) -> dict:
                        extend_vocab_size=hp["extend"], transformer=args.minilm if hp["transformer"] else None,
                        batch_size=hp["batch"], eval_batch_size=256)
     network = TaggerConfig(
-        embedding_dim=hp["embedding_dim"], pretrained=glove, word_dropout=hp["word_dropout"], casing_dim=hp["casing_dim"],
+        embedding_dim=hp["embedding_dim"], pretrained=glove, word_dropout=hp["word_dropout"],
+        casing_dim=hp["casing_dim"],
         chars=hp["chars"], char_dim=hp["char_dim"], char_hidden=hp["char_hidden"], dropout=hp["dropout"],
         transformer=TransformerFeaturesConfig(pooling=hp["t_pooling"], layers=hp["t_layers"]),
         encoder=EncoderConfig(hidden_size=hp["hidden"], num_layers=hp["layers"], dropout=hp["layer_dropout"]),

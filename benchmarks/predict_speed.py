@@ -124,7 +124,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = args.model_dir or str(random_model_dir(load_texts(args.texts), Path(scratch) / "model"))
         print(f"# {platform.machine()}, {os.cpu_count()} cpus, python {platform.python_version()}; "
-              f"{args.texts} texts, batch {args.batch_size}, median of {args.repeats}; model {args.model_dir or 'random'}")
+              f"{args.texts} texts, batch {args.batch_size}, median of {args.repeats}; "
+              f"model {args.model_dir or 'random'}")
         print(f"{'threads':>7} {'OMP_WAIT':>8} {'bare tok/s':>11} {'predict tok/s':>14} {'texts/s':>8} {'ratio':>6}")
         for threads, wait in SETTINGS:
             env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": wait}

@@ -53,7 +53,8 @@ class EpochDevAccuracy(pl.Callback):
 def run_one(data: TextClassificationData, cell: str, units: int, epochs: int, seed: int) -> dict:
     pl.seed_everything(seed, verbose=False)
     model = TextClassifier(
-        network=ClassifierConfig(embedding_dim=32, encoder=EncoderConfig(cell=cell, hidden_size=units, init="orthogonal"),
+        network=ClassifierConfig(embedding_dim=32,
+                                 encoder=EncoderConfig(cell=cell, hidden_size=units, init="orthogonal"),
                                  pooling="last"),
         optimizer=OptimizerConfig(lr=1e-3, weight_decay=0.0, schedule="constant", warmup_fraction=0.0),
         data_info=data.data_info,

@@ -38,14 +38,14 @@ def test_missing_directory_and_meta(tmp_path):
     with pytest.raises(ModelDirError, match="model directory not found"):
         load_model_dir(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelDirError, match="meta.json is missing"):
+    with pytest.raises(ModelDirError, match=r"meta\.json is missing"):
         load_model_dir(tmp_path / "empty")
 
 
 def test_missing_file_is_named(tmp_path):
     path = write(tmp_path / "m")
     (path / "vocab.json").unlink()
-    with pytest.raises(ModelDirError, match="incomplete: vocab.json is missing"):
+    with pytest.raises(ModelDirError, match=r"incomplete: vocab\.json is missing"):
         load_model_dir(path)
 
 
@@ -54,7 +54,7 @@ def test_corrupt_weights_are_detected(tmp_path):
     data = bytearray((path / "model.safetensors").read_bytes())
     data[-1] ^= 0xFF
     (path / "model.safetensors").write_bytes(bytes(data))
-    with pytest.raises(ModelDirError, match="model.safetensors is corrupt"):
+    with pytest.raises(ModelDirError, match=r"model\.safetensors is corrupt"):
         load_model_dir(path)
 
 
@@ -62,13 +62,13 @@ def test_corrupt_meta_and_newer_format(tmp_path):
     path = write(tmp_path / "m")
     meta = json.loads((path / "meta.json").read_text())
     (path / "meta.json").write_text(json.dumps({**meta, "format_version": FORMAT_VERSION + 1}))
-    with pytest.raises(ModelDirError, match="newer than this toolkit .* upgrade bilstm-toolkit"):
+    with pytest.raises(ModelDirError, match=r"newer than this toolkit .* upgrade bilstm-toolkit"):
         load_model_dir(path)
     (path / "meta.json").write_text(json.dumps({**meta, "task": "summarise"}))
     with pytest.raises(ModelDirError, match="unknown task 'summarise'"):
         load_model_dir(path)
     (path / "meta.json").write_text("{not json")
-    with pytest.raises(ModelDirError, match="meta.json is corrupt"):
+    with pytest.raises(ModelDirError, match=r"meta\.json is corrupt"):
         load_model_dir(path)
 
 
@@ -78,11 +78,11 @@ def test_weights_that_do_not_fit_the_config_are_named(textcat_model_dir, tmp_pat
     meta = json.loads((copy / "meta.json").read_text())
     meta["model_config"]["network"]["encoder"]["hidden_size"] += 1
     (copy / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelDirError, match="weights do not match the model config.*wrong shapes"):
+    with pytest.raises(ModelDirError, match=r"weights do not match the model config.*wrong shapes"):
         Predictor.load(copy, device="cpu")
 
 
 def test_no_pickle_in_the_model_directory(textcat_model_dir):
     names = {p.name for p in textcat_model_dir.iterdir()}
     assert names == {"meta.json", "vocab.json", "model.safetensors"}
-    assert not (textcat_model_dir / "model.safetensors").read_bytes()[:2] == b"\x80\x04"  # not a pickle stream
+    assert (textcat_model_dir / "model.safetensors").read_bytes()[:2] != b"\x80\x04"  # not a pickle stream

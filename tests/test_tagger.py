@@ -61,6 +61,18 @@ def test_evaluate_prints_seqeval_scores(ner_model_dir, tagger):
     assert scores["f1"] == pytest.approx(meta["training"]["metrics"]["val_f1"], abs=1e-4)
 
 
+def test_quantized_evaluation_scores_the_int8_model(ner_model_dir, tagger):
+    from toolkit.evaluate import evaluate
+
+    full = evaluate(ner_model_dir, SAMPLES / "ner/dev.conll")
+    int8 = evaluate(ner_model_dir, SAMPLES / "ner/dev.conll", quantize=True)
+    assert int8["quantized"] is True and "quantized" not in full
+    assert int8["f1"] == pytest.approx(full["f1"], abs=0.1)  # same model, int8 weights: close, not identical
+    quantized = Predictor.load(ner_model_dir, device="cpu", quantize=True)
+    kinds = {type(module).__module__ for module in quantized.net.modules()}
+    assert any("quantized" in kind for kind in kinds)  # the weights really are int8 modules
+
+
 def test_conll_output_needs_a_tagger_and_conll_input(textcat_model_dir, ner_model_dir, tmp_path):
     result = run_bilstm("label", str(textcat_model_dir), str(SAMPLES / "ner/dev.conll"), str(tmp_path / "x.conll"))
     assert result.returncode == 2 and "CoNLL input needs a tagger model" in result.stderr

@@ -37,7 +37,10 @@ def config_from_dict(cls: type[T], data: dict | T, where: str = "config") -> T:
     values = {}
     for name, value in data.items():
         nested = _dataclass_type(hints[name])
-        values[name] = config_from_dict(nested, value, f"{where}.{name}") if nested and isinstance(value, dict) else value
+        if nested and isinstance(value, dict):
+            values[name] = config_from_dict(nested, value, f"{where}.{name}")
+        else:
+            values[name] = value
     return cls(**values)
 
 

@@ -8,11 +8,15 @@ from pathlib import Path
 from typing import Any
 
 
-def evaluate(model_dir: str | Path, data_file: str | Path, **options: Any) -> dict[str, Any]:
-    """Metrics of a model directory on ``data_file`` as one JSON-able dict (task-specific keys)."""
+def evaluate(model_dir: str | Path, data_file: str | Path, quantize: bool = False, **options: Any) -> dict[str, Any]:
+    """Metrics of a model directory on ``data_file`` as one JSON-able dict (task-specific keys).
+
+    ``quantize`` scores the int8 dynamic-quantized CPU model (what ``Predictor.load(..., quantize=True)`` serves).
+    """
     from toolkit.predict import Predictor
 
-    return Predictor.load(model_dir).evaluate(data_file, **options)
+    predictor = Predictor.load(model_dir, device="cpu", quantize=True) if quantize else Predictor.load(model_dir)
+    return {**predictor.evaluate(data_file, **options), **({"quantized": True} if quantize else {})}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -22,10 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-field", default="text", help="text field of JSONL/CSV files")
     parser.add_argument("--label-field", default="label", help="label field of JSONL/CSV files")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--quantize", action="store_true", help="score the int8 dynamic-quantized model (CPU)")
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = evaluate(args.model_dir, args.data_file, text_field=args.text_field, label_field=args.label_field,
-                       batch_size=args.batch_size)
+                       batch_size=args.batch_size, quantize=args.quantize)
     print(json.dumps(metrics))
     return 0

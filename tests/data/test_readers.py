@@ -78,5 +78,5 @@ def test_missing_file_and_unknown_type(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         read_labelled(tmp_path / "nope.jsonl")
     (tmp_path / "x.parquet").write_text("")
-    with pytest.raises(DataError, match="unknown file type '.parquet'"):
+    with pytest.raises(DataError, match=r"unknown file type '\.parquet'"):
         read_labelled(tmp_path / "x.parquet")

@@ -111,9 +111,9 @@ def test_dropout_only_between_layers_and_only_in_training():
 
 
 def test_invalid_config_names_the_field():
-    with pytest.raises(ValueError, match="encoder.cell"):
+    with pytest.raises(ValueError, match=r"encoder\.cell"):
         RecurrentEncoder(5, EncoderConfig(cell="lstmm"))
-    with pytest.raises(ValueError, match="encoder.merge"):
+    with pytest.raises(ValueError, match=r"encoder\.merge"):
         RecurrentEncoder(5, EncoderConfig(merge="avg"))
 
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from toolkit.data.tagschemes import allowed_transitions, is_valid, tag_set
 from toolkit.data.tagging_features import FeatureSettings, TaggingFeaturizer
+from toolkit.data.tagschemes import allowed_transitions, is_valid, tag_set
 from toolkit.data.vocab import Vocab
 from toolkit.nn.encoder import EncoderConfig
 from toolkit.nn.features import CharBiLSTM, CharCNN, casing_id

@@ -129,7 +129,8 @@ class TextClassificationData(pl.LightningDataModule):
             test = read_labelled(hp.test_file, hp.text_field, hp.label_field)
             check_labels(test, self.labels, hp.test_file)
             self.datasets["test"] = self._encode(test, tokenizer.tokenize_many(example.text for example in test))
-        log.info("vocabulary %d tokens, labels %s, train %d, dev %d", len(self.vocab), self.labels, len(train), len(dev))
+        log.info("vocabulary %d tokens, labels %s, train %d, dev %d",
+                 len(self.vocab), self.labels, len(train), len(dev))
 
     def _encode(self, examples: list[Example], tokens: list[list[str]]) -> EncodedDataset:
         label_index = {label: i for i, label in enumerate(self.labels)}

@@ -95,5 +95,6 @@ def read_conll(path: str | Path, fmt: ColumnFormat | None = None, with_tags: boo
     """All sentences of a column file (see :func:`iter_conll`); an error if it has none."""
     sentences = [item for item in iter_conll(path, fmt, with_tags) if isinstance(item, Sentence)]
     if not sentences:
-        raise DataError(path, "contains no sentences", hint="expected one token per line, blank lines between sentences")
+        raise DataError(path, "contains no sentences",
+                        hint="expected one token per line, blank lines between sentences")
     return sentences

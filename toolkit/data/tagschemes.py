@@ -12,6 +12,7 @@ input (e.g. ``O I-X`` in IOB2) is read leniently as starting an entity, like con
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 
@@ -111,7 +112,7 @@ def allowed_transitions(tags: Sequence[str], scheme: str) -> tuple[torch.Tensor,
     transitions = torch.zeros(size, size, dtype=torch.bool)
     start = torch.zeros(size, dtype=torch.bool)
     end = torch.zeros(size, dtype=torch.bool)
-    for j, (prefix, kind) in enumerate(parts):
+    for j, (prefix, _kind) in enumerate(parts):
         if scheme == "iob1":
             start[j] = prefix != "B"  # B only follows an entity of its type
         else:
@@ -121,10 +122,7 @@ def allowed_transitions(tags: Sequence[str], scheme: str) -> tuple[torch.Tensor,
         for j, (prefix_to, kind_to) in enumerate(parts):
             if scheme == "bioes":
                 inside = prefix_from in ("B", "I")  # an entity is open and must continue
-                if inside:
-                    ok = prefix_to in ("I", "E") and kind_to == kind_from
-                else:
-                    ok = prefix_to in ("O", "B", "S")
+                ok = prefix_to in ("I", "E") and kind_to == kind_from if inside else prefix_to in ("O", "B", "S")
             elif scheme == "iob2":
                 ok = prefix_to != "I" or (prefix_from in ("B", "I") and kind_from == kind_to)
             else:  # iob1: B-X only right after an X entity token; I-X anywhere
@@ -141,4 +139,4 @@ def is_valid(tags: Sequence[str], scheme: str) -> bool:
     ids = [index[tag] for tag in tags]
     if not ids:
         return True
-    return bool(start[ids[0]] and end[ids[-1]] and all(transitions[a, b] for a, b in zip(ids, ids[1:])))
+    return bool(start[ids[0]] and end[ids[-1]] and all(transitions[a, b] for a, b in pairwise(ids)))

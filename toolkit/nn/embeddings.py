@@ -127,7 +127,9 @@ def load_pretrained(source: str, tokens: Sequence[str], dim: int) -> tuple[Tenso
     if source == GLOVE_PACKAGE:
         words, matrix = _glove_package_vectors()
         if matrix.shape[1] != dim:
-            raise ConfigError(f"'{GLOVE_PACKAGE}' has {matrix.shape[1]}-d vectors; set embedding_dim: {matrix.shape[1]}")
+            raise ConfigError(
+                f"'{GLOVE_PACKAGE}' has {matrix.shape[1]}-d vectors; set embedding_dim: {matrix.shape[1]}"
+            )
         rows = {word: row for row, word in enumerate(words) if word in wanted}
         lookup = {word: np.asarray(matrix[row]) for word, row in rows.items()}
     else:

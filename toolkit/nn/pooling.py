@@ -53,7 +53,8 @@ class SequencePooling(nn.Module):
     def forward(self, encoded: EncoderOutput, lengths: Tensor) -> Tensor:
         """``encoded.outputs [B, T, H]``, ``lengths [B]`` → ``[B, H × number of modes]``."""
         outputs = encoded.outputs
-        mask = torch.arange(outputs.size(1), device=outputs.device).unsqueeze(0) < lengths.to(outputs.device).unsqueeze(1)
+        positions = torch.arange(outputs.size(1), device=outputs.device).unsqueeze(0)
+        mask = positions < lengths.to(outputs.device).unsqueeze(1)
         pooled = []
         for mode in self.modes:
             if mode == "last":

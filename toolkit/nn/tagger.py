@@ -105,7 +105,8 @@ class SequenceTaggerNet(nn.Module):
         if "transformer_features" in batch:
             parts.append(batch["transformer_features"].to(parts[0].dtype))
         elif self.transformer is not None:
-            parts.append(self.transformer(batch["subwords"], batch["subword_mask"], batch["subword_words"], words.size(1)))
+            parts.append(self.transformer(batch["subwords"], batch["subword_mask"], batch["subword_words"],
+                                          words.size(1)))
         features = self.dropout(torch.cat(parts, dim=-1))
         encoded = self.encoder(features, batch["lengths"]).outputs
         return self.project(self.dropout(encoded))

@@ -56,7 +56,8 @@ class TransformerWordFeatures(nn.Module):
         return self
 
     def _hidden_states(self, subwords: Tensor, mask: Tensor) -> Tensor:
-        outputs = self.model(input_ids=subwords, attention_mask=mask.long(), output_hidden_states=self.config.layers > 1)
+        outputs = self.model(input_ids=subwords, attention_mask=mask.long(),
+                             output_hidden_states=self.config.layers > 1)
         if self.config.layers == 1:
             return outputs.last_hidden_state
         return torch.stack(outputs.hidden_states[-self.config.layers:]).mean(0)

@@ -123,7 +123,8 @@ class Predictor:
             details = "; ".join(part for part in (
                 f"missing tensors {missing[:5]}" if missing else "",
                 f"unexpected tensors {unexpected[:5]}" if unexpected else "",
-                f"wrong shapes {[(k, tuple(state[k].shape), tuple(expected[k].shape)) for k in wrong[:5]]}" if wrong else "",
+                (f"wrong shapes {[(k, tuple(state[k].shape), tuple(expected[k].shape)) for k in wrong[:5]]}"
+                 if wrong else ""),
             ) if part)
             raise ModelDirError(f"{model_dir.path}: weights do not match the model config in meta.json ({details})")
         net.load_state_dict(state)

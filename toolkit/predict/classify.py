@@ -42,7 +42,8 @@ class ClassifierPredictor(Predictor):
         super().__init__(model_dir, device)
         meta = self.meta
         try:
-            config = config_from_dict(ClassifierConfig, meta["model_config"]["network"], "meta.json model_config.network")
+            config = config_from_dict(ClassifierConfig, meta["model_config"]["network"],
+                                      "meta.json model_config.network")
             self.tokenizer = Tokenizer(config_from_dict(TokenizerSettings, meta["tokenizer"], "meta.json tokenizer"))
             self.vocab = Vocab.from_json(model_dir.json_file("vocab.json"))
             vocab_size, num_labels = meta["model_config"]["vocab_size"], meta["model_config"]["num_labels"]

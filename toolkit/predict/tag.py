@@ -112,7 +112,8 @@ class TaggerPredictor(Predictor):
                 raise InputError(f"sentence {position} has no tokens")
         results: list[TaggedTokens | None] = [None] * len(sentences)
         for indices, encoded in prefetched_windows(sentences, self.featurizer.encode_many, max(256, 4 * batch_size)):
-            for positions, batch_indices in sorted_batches(indices, [len(item["words"]) for item in encoded], batch_size):
+            lengths = [len(item["words"]) for item in encoded]
+            for positions, batch_indices in sorted_batches(indices, lengths, batch_size):
                 batch = {key: value.to(self.device, non_blocking=True)
                          for key, value in self.featurizer.collate([encoded[k] for k in positions]).items()}
                 paths, marginals = self.net.decode(self.net(batch), batch, with_marginals=with_confidence)
