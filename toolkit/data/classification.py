@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
-from toolkit.data.batching import BucketBatchSampler, pad_ids
+from toolkit.data.batching import pad_ids
+from toolkit.data.datamodule import BucketedDataModule
 from toolkit.data.readers import Example, check_labels, file_sha256, read_labelled
 from toolkit.data.tokenize import Tokenizer, TokenizerSettings
 from toolkit.data.vocab import Vocab
@@ -50,7 +49,7 @@ def carve_dev(examples: list[Example], fraction: float, seed: int) -> tuple[list
     return [examples[i] for i in train], [examples[i] for i in dev]
 
 
-class TextClassificationData(pl.LightningDataModule):
+class TextClassificationData(BucketedDataModule):
     """Labelled texts → length-bucketed batches of token ids.
 
     Args:
@@ -72,6 +71,8 @@ class TextClassificationData(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         max_train_examples: use only the first N training examples after the split (quick experiments).
     """
+
+    collate = staticmethod(collate_classification)
 
     def __init__(
         self,
@@ -160,28 +161,3 @@ class TextClassificationData(pl.LightningDataModule):
         """Vocabulary in index order (used to initialise pretrained embeddings)."""
         self._prepare()
         return self.vocab.tokens
-
-    # -- Lightning hooks ---------------------------------------------------------------------------------
-
-    def setup(self, stage: str | None = None) -> None:
-        self._prepare()
-        if stage == "test" and "test" not in self.datasets:
-            raise DataError("data.test_file", "is not set", hint="pass --data.test_file FILE to run `bilstm test`")
-
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = self.datasets[split]
-        sampler = RandomSampler(dataset) if train else SequentialSampler(dataset)
-        batch_size = self.hparams.batch_size if train else self.hparams.eval_batch_size
-        batches = BucketBatchSampler(sampler, batch_size, drop_last=False, lengths=dataset.lengths,
-                                     shuffle=train, seed=self.hparams.split_seed)
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_classification,
-                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)

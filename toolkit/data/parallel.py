@@ -9,13 +9,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
-from toolkit.data.batching import BucketBatchSampler, pad_ids
+from toolkit.data.batching import pad_ids
 from toolkit.data.bitext import ParallelExample, data_format_or_text, read_parallel, target_path
 from toolkit.data.classification import carve_dev
+from toolkit.data.datamodule import BucketedDataModule
 from toolkit.data.readers import file_sha256
 from toolkit.data.subword import BOS_ID, EOS_ID, PAD_ID, SubwordSettings, SubwordTokenizer, train_subword
 from toolkit.errors import DataError
@@ -55,7 +54,7 @@ def collate_parallel(batch: list[tuple[torch.Tensor, torch.Tensor, str]]) -> dic
             "references": [item[2] for item in batch]}
 
 
-class ParallelTextData(pl.LightningDataModule):
+class ParallelTextData(BucketedDataModule):
     """Sentence pairs → subword ids with a vocabulary trained on the training pairs only.
 
     Args:
@@ -80,6 +79,8 @@ class ParallelTextData(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         max_train_examples: use only the first N training pairs (quick experiments).
     """
+
+    collate = staticmethod(collate_parallel)
 
     def __init__(
         self,
@@ -190,28 +191,3 @@ class ParallelTextData(pl.LightningDataModule):
             "data": {"files": [str(Path(f)) for f in files], "sha256": file_sha256(*files),
                      "dev_file": hp.dev_file, **self._sizes},
         }
-
-    # -- Lightning hooks ---------------------------------------------------------------------------------
-
-    def setup(self, stage: str | None = None) -> None:
-        self._prepare()
-        if stage == "test" and "test" not in self.datasets:
-            raise DataError("data.test_file", "is not set", hint="pass --data.test_file FILE to run `bilstm test`")
-
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = self.datasets[split]
-        sampler = RandomSampler(dataset) if train else SequentialSampler(dataset)
-        batch_size = self.hparams.batch_size if train else self.hparams.eval_batch_size
-        batches = BucketBatchSampler(sampler, batch_size, drop_last=False, lengths=dataset.lengths,
-                                     shuffle=train, seed=self.hparams.split_seed)
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_parallel,
-                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)

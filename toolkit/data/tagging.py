@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
-from toolkit.data.batching import BucketBatchSampler
 from toolkit.data.conll import ColumnFormat, Sentence, read_conll
+from toolkit.data.datamodule import BucketedDataModule
 from toolkit.data.readers import file_sha256
 from toolkit.data.tagging_features import FeatureSettings, TaggingFeaturizer, resolve_transformer
 from toolkit.data.tagschemes import SCHEMES, convert, detect_scheme, split_tag, tag_set
@@ -54,7 +52,7 @@ def build_word_vocab(sentences: list[Sentence], lowercase: bool, max_size: int |
     return Vocab(vocab.tokens + extra)
 
 
-class TaggingData(pl.LightningDataModule):
+class TaggingData(BucketedDataModule):
     """Column files (CoNLL-2003 by default) → bucketed batches of word/char/casing(/subword) tensors.
 
     Args:
@@ -76,6 +74,8 @@ class TaggingData(pl.LightningDataModule):
         num_workers: DataLoader workers.
         max_train_sentences: use only the first N training sentences (quick experiments).
     """
+
+    collate = staticmethod(collate_tagged)
 
     def __init__(
         self,
@@ -178,26 +178,4 @@ class TaggingData(pl.LightningDataModule):
             "data": {"files": files, "sha256": file_sha256(*files), "train_sentences": len(self.datasets["train"]),
                      "dev_sentences": len(self.datasets["val"])},
         }
-
-    def setup(self, stage: str | None = None) -> None:
-        self._prepare()
-        if stage == "test" and "test" not in self.datasets:
-            raise DataError("data.test_file", "is not set", hint="pass --data.init_args.test_file FILE")
-
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = self.datasets[split]
-        sampler = RandomSampler(dataset) if train else SequentialSampler(dataset)
-        size = self.hparams.batch_size if train else self.hparams.eval_batch_size
-        batches = BucketBatchSampler(sampler, size, lengths=dataset.lengths, shuffle=train)
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_tagged,
-                          num_workers=self.hparams.num_workers, persistent_workers=self.hparams.num_workers > 0)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
 
