@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import pytest
@@ -72,6 +73,22 @@ def test_corrupt_meta_and_newer_format(tmp_path):
         load_model_dir(path)
 
 
+@pytest.mark.parametrize(("files", "message"), [
+    ({"../../etc/passwd": {"sha256": "0", "bytes": 1}}, "lists a file outside the directory: '../../etc/passwd'"),
+    ({"/etc/passwd": {"sha256": "0", "bytes": 1}}, "lists a file outside the directory"),
+    ({"vocab.json": {"sha256": "0"}}, "the entry for 'vocab.json' needs a sha256 string and a bytes count"),
+    (["vocab.json"], "'files' must be an object"),
+])
+def test_malformed_file_lists_are_refused_before_any_file_is_touched(tmp_path, files, message):
+    from toolkit.artifact import read_meta
+
+    path = write(tmp_path / "m")
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "files": files}))
+    with pytest.raises(ModelDirError, match=re.escape(message)):
+        read_meta(path)  # what the spaCy component's to_disk copies from
+
+
 def test_weights_that_do_not_fit_the_config_are_named(textcat_model_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(textcat_model_dir, copy)
@@ -85,4 +102,10 @@ def test_weights_that_do_not_fit_the_config_are_named(textcat_model_dir, tmp_pat
 def test_no_pickle_in_the_model_directory(textcat_model_dir):
     names = {p.name for p in textcat_model_dir.iterdir()}
     assert names == {"meta.json", "vocab.json", "model.safetensors"}
-    assert (textcat_model_dir / "model.safetensors").read_bytes()[:2] != b"\x80\x04"  # not a pickle stream
+    weights = (textcat_model_dir / "model.safetensors").read_bytes()
+    header_size = int.from_bytes(weights[:8], "little")  # safetensors: u64 header length, then a JSON header
+    header = json.loads(weights[8:8 + header_size])
+    tensors = [entry for key, entry in header.items() if key != "__metadata__"]
+    assert tensors and all(set(entry) >= {"dtype", "shape", "data_offsets"} for entry in tensors)
+    for name in ("meta.json", "vocab.json"):
+        json.loads((textcat_model_dir / name).read_text())  # plain JSON, nothing else

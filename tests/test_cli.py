@@ -94,7 +94,36 @@ def test_config_class_paths_are_restricted(tmp_path):
     config.write_text((ROOT / "configs/textcat_sample.yaml").read_text().replace(
         "class_path: toolkit.tasks.TextClassifier", "class_path: os.system"))
     result = run_bilstm("fit", "--config", str(config))
-    assert result.returncode == 2 and "class_path 'os.system' is outside the allowed packages" in result.stderr
+    assert result.returncode == 2 and "'os.system' names code outside the allowed packages" in result.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["-c", "{evil}"],
+    ["--conf={evil}"],  # argparse abbreviation of --config
+    ["--config", "{nesting}"],  # model: evil_model.yaml
+    ["--config", "configs/textcat_sample.yaml", "--model=subprocess.Popen"],
+    ["--config", "configs/textcat_sample.yaml", "--trainer.logger", "logging.Logger"],
+    ["--config", "configs/textcat_sample.yaml", "--trainer.callbacks+=shutil.rmtree"],
+])
+def test_class_paths_are_restricted_however_they_are_given(argv, tmp_path):
+    from toolkit.errors import ConfigError
+    from toolkit.training import check_class_paths
+
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("model:\n  class_path: os.system\n")
+    (tmp_path / "evil_model.yaml").write_text("logger: pydoc.locate\n")
+    nesting = tmp_path / "nesting.yaml"
+    nesting.write_text(f"model: {tmp_path / 'evil_model.yaml'}\n")
+    argv = ["fit", *(arg.format(evil=evil, nesting=nesting) for arg in argv)]
+    with pytest.raises(ConfigError, match="names code outside the allowed packages"):
+        check_class_paths(argv)
+
+
+def test_ordinary_values_pass_the_class_path_check():
+    from toolkit.training import check_class_paths
+
+    check_class_paths(["fit", "-c", "configs/ner_conll03.yaml", "--data.init_args.dev_file=eng.testa",
+                       "--trainer.precision", "bf16-mixed", "--model.init_args.optimizer.lr", "1e-3"])
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))

@@ -180,7 +180,21 @@ def read_meta(path: str | Path) -> dict[str, Any]:
             raise ModelDirError(f"{meta_path} is missing the {key!r} entry; re-export the model")
     if meta["task"] not in TASKS:
         raise ModelDirError(f"{meta_path}: unknown task {meta['task']!r} (this toolkit knows {list(TASKS)})")
+    _check_file_list(meta["files"], meta_path)
     return meta
+
+
+def _check_file_list(files: Any, meta_path: Path) -> None:
+    """``files`` must map relative names inside the directory to ``{"sha256": str, "bytes": int}``."""
+    if not isinstance(files, dict):
+        raise ModelDirError(f"{meta_path}: 'files' must be an object of file name → sha256/bytes; re-export the model")
+    for name, entry in files.items():
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise ModelDirError(f"{meta_path} lists a file outside the directory: {name!r}")
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+                and isinstance(entry.get("bytes"), int)):
+            raise ModelDirError(f"{meta_path}: the entry for {name!r} needs a sha256 string and a bytes count; "
+                                "re-export the model")
 
 
 def load_model_dir(path: str | Path) -> ModelDir:
@@ -198,8 +212,6 @@ def load_model_dir(path: str | Path) -> ModelDir:
     if WEIGHTS_FILE not in files:
         raise ModelDirError(f"{root / META_FILE} does not list {WEIGHTS_FILE}; re-export the model")
     for name, expected in files.items():
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise ModelDirError(f"{root / META_FILE} lists a file outside the directory: {name!r}")
         item = root / name
         if not item.is_file():
             raise ModelDirError(f"{root} is incomplete: {name} is missing")

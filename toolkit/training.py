@@ -8,7 +8,9 @@ metric) is validated once more and exported as a model directory whose path is p
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -29,44 +31,64 @@ from toolkit.tasks import TaskModule
 ALLOWED_CLASS_PREFIXES = ("toolkit.", "pytorch_lightning.", "lightning.pytorch.", "torch.optim.", "torchmetrics.")
 
 
-def _class_paths(node: Any) -> list[str]:
+DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _strings(node: Any) -> list[str]:
+    """Every string value (and key) in a parsed YAML/JSON document."""
     if isinstance(node, dict):
-        found = [node["class_path"]] if isinstance(node.get("class_path"), str) else []
-        return found + [path for value in node.values() for path in _class_paths(value)]
+        return [text for key, value in node.items() for text in (*_strings(key), *_strings(value))]
     if isinstance(node, list):
-        return [path for value in node for path in _class_paths(value)]
-    return []
+        return [text for value in node for text in _strings(value)]
+    return [node] if isinstance(node, str) else []
+
+
+def _names_importable_code(value: str) -> bool:
+    """Whether ``value`` reads as ``package.module.Name`` of an installed package outside the allowed ones.
+
+    jsonargparse imports whatever dotted path a class-typed option gets, whether it comes as ``class_path:``,
+    as a plain value (``logger: pkg.Logger``, ``--trainer.callbacks+=pkg.Cb``, ``--model=pkg.Module``) or from a
+    nested config file, so every value is checked, not only ``class_path`` keys. ``find_spec`` of a top-level
+    name only looks the package up; it runs nothing.
+    """
+    if not DOTTED_NAME.match(value) or value.startswith(ALLOWED_CLASS_PREFIXES):
+        return False
+    try:
+        return importlib.util.find_spec(value.split(".", 1)[0]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _check_values(values: list[str], source: str, seen: set[Path]) -> None:
+    for value in values:
+        if _names_importable_code(value):
+            raise ConfigError(
+                f"{source}: {value!r} names code outside the allowed packages {ALLOWED_CLASS_PREFIXES}; "
+                "configs may only name toolkit, Lightning, torch.optim or torchmetrics classes"
+            )
+        path = Path(value)
+        if value.endswith(CONFIG_SUFFIXES) and path.is_file() and path.resolve() not in seen:
+            seen.add(path.resolve())  # a nested config file (``model: model.yaml``) is checked the same way
+            try:
+                content = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (yaml.YAMLError, UnicodeDecodeError) as error:
+                raise ConfigError(f"{path} is not valid YAML: {error}") from None
+            _check_values(_strings(content), str(path), seen)
 
 
 def check_class_paths(argv: list[str]) -> None:
-    """Refuse configs and ``--x.class_path`` overrides that name classes outside the allowed packages."""
-    named: list[tuple[str, str]] = []
+    """Refuse configs and command-line values that name classes outside the allowed packages.
+
+    Checks every command-line value (``--config X``, ``-c X``, ``--key=value``, ``--key value``) and,
+    recursively, every string in every YAML/JSON file named on the command line or inside such a file.
+    """
+    values: list[str] = []
     for position, arg in enumerate(argv):
-        value = None
-        if arg == "--config" and position + 1 < len(argv):
-            value = argv[position + 1]
-        elif arg.startswith("--config="):
-            value = arg.split("=", 1)[1]
-        if value is not None:
-            path = Path(value)
-            if not path.is_file():
-                raise ConfigError(f"config file not found: {path}")
-            try:
-                content = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except yaml.YAMLError as error:
-                raise ConfigError(f"{path} is not valid YAML: {error}") from None
-            named += [(str(path), class_path) for class_path in _class_paths(content)]
-        elif ".class_path" in arg or arg in ("--model", "--data"):
-            if "=" in arg:
-                named.append(("command line", arg.split("=", 1)[1]))
-            elif position + 1 < len(argv):
-                named.append(("command line", argv[position + 1]))
-    for source, class_path in named:
-        if "." in class_path and not class_path.startswith(ALLOWED_CLASS_PREFIXES):
-            raise ConfigError(
-                f"{source}: class_path {class_path!r} is outside the allowed packages {ALLOWED_CLASS_PREFIXES}; "
-                "configs may only name toolkit, Lightning, torch.optim or torchmetrics classes"
-            )
+        if arg in ("-c", "--config") and position + 1 < len(argv) and not Path(argv[position + 1]).is_file():
+            raise ConfigError(f"config file not found: {argv[position + 1]}")
+        values.append(arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg)
+    _check_values(values, "command line", set())
 
 
 class ToolkitCLI(LightningCLI):
