@@ -113,11 +113,18 @@ def _read_index(path: Path) -> list[tuple[int, int, int]]:
         return [tuple(int(field) for field in line.split()) for line in handle]
 
 
+def _read_shard_state(progress: Path) -> State:
+    try:
+        return State.from_json(progress.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ResumeError(f"{progress}: unreadable shard checkpoint ({error}); add --restart to start over") from None
+
+
 def merge_shards(output: Path, world: int) -> State:
     """Interleave the complete shards window by window into the single-process job's files, then publish."""
     paths = output_paths(output)
     folder = shard_paths(output, 0, world)["progress"].parent
-    states = [State.from_json(shard_paths(output, rank, world)["progress"].read_text()) for rank in range(world)]
+    states = [_read_shard_state(shard_paths(output, rank, world)["progress"]) for rank in range(world)]
     if not all(state.complete for state in states):
         raise ResumeError(f"{folder}: a rank did not finish its shard; run the same command again")
     indexes = [iter(_read_index(shard_paths(output, rank, world)["index"])) for rank in range(world)]

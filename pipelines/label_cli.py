@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from toolkit.cli import positive_int
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir")
@@ -13,8 +15,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", help=".jsonl, or .conll for a tagger reading CoNLL input; bad lines go to "
                         "OUTPUT.errors.jsonl")
     parser.add_argument("--text-field", default="text", help="text field of .jsonl input")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--window", type=int, default=4096,
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--window", type=positive_int, default=4096,
                         help="lines (CoNLL: sentences) read, length-sorted and committed together (default 4096)")
     parser.add_argument("--restart", action="store_true",
                         help="start over instead of resuming an interrupted job on the same OUTPUT")
@@ -23,10 +25,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     bar.add_argument("--progress", dest="progress", action="store_true",
                      help="progress bar even when stderr is not a terminal")
     parser.add_argument("--device", help="cpu, cuda, cuda:1… (default: CUDA when available)")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's setting)")
+    parser.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's setting)")
     scale = parser.add_argument_group("data-parallel (Lightning Trainer.predict; one process per device)")
-    scale.add_argument("--devices", type=int, default=1, help="processes per node (default 1: no Lightning)")
-    scale.add_argument("--num-nodes", type=int, default=1)
+    scale.add_argument("--devices", type=positive_int, default=1, help="processes per node (default 1: no Lightning)")
+    scale.add_argument("--num-nodes", type=positive_int, default=1)
     scale.add_argument("--accelerator", default="auto", help="cpu, gpu, auto")
     scale.add_argument("--strategy", default="ddp", help="Lightning strategy (default ddp)")
 

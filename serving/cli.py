@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from toolkit.cli import positive_int
+
 SERVICE = "serving.service:BilstmService"
 
 
@@ -22,22 +24,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="model directories to serve (one per task: classify, tag, translate)")
     parser.add_argument("--model-tag", action="append", default=[], metavar="TAG",
                         help="a model imported into the BentoML store (python -m serving.import_model); repeatable")
-    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--port", type=positive_int, default=3000)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     batching = parser.add_argument_group("adaptive batching and workers (defaults: see docs/serving.md)")
-    batching.add_argument("--max-batch-size", type=int, help="most texts in one model call (BILSTM_MAX_BATCH_SIZE)")
-    batching.add_argument("--max-latency-ms", type=int,
+    batching.add_argument("--max-batch-size", type=positive_int,
+                          help="most texts in one model call (BILSTM_MAX_BATCH_SIZE)")
+    batching.add_argument("--max-latency-ms", type=positive_int,
                           help="queueing budget before BentoML sheds a request with 503 (BILSTM_MAX_LATENCY_MS)")
-    batching.add_argument("--workers", type=int, help="CPU worker processes (BILSTM_WORKERS)")
-    batching.add_argument("--threads", type=int, help="torch threads per CPU worker (BILSTM_THREADS)")
-    batching.add_argument("--gpus", type=int, help="one worker and model copy per GPU (BILSTM_GPUS)")
+    batching.add_argument("--workers", type=positive_int, help="CPU worker processes (BILSTM_WORKERS)")
+    batching.add_argument("--threads", type=positive_int, help="torch threads per CPU worker (BILSTM_THREADS)")
+    batching.add_argument("--gpus", type=positive_int, help="one worker and model copy per GPU (BILSTM_GPUS)")
     batching.add_argument("--device", choices=("auto", "cpu", "cuda"), help="BILSTM_DEVICE")
     batching.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                           help="autocast dtype on CUDA (BILSTM_PRECISION)")
     limits = parser.add_argument_group("request limits")
-    limits.add_argument("--max-texts", type=int, help="most texts per request (BILSTM_MAX_TEXTS)")
-    limits.add_argument("--max-chars", type=int, help="most characters per text (BILSTM_MAX_CHARS)")
-    limits.add_argument("--beam-size", type=int, help="beam size of /translate (BILSTM_TRANSLATE_BEAM_SIZE)")
+    limits.add_argument("--max-texts", type=positive_int, help="most texts per request (BILSTM_MAX_TEXTS)")
+    limits.add_argument("--max-chars", type=positive_int, help="most characters per text (BILSTM_MAX_CHARS)")
+    limits.add_argument("--beam-size", type=positive_int, help="beam size of /translate (BILSTM_TRANSLATE_BEAM_SIZE)")
     parser.add_argument("--no-access-log", action="store_true", help="no log line per request (BILSTM_ACCESS_LOG=0)")
     parser.add_argument("--no-metrics", action="store_true", help="no Prometheus /metrics (BILSTM_METRICS=0)")
     parser.add_argument("--dry-run", action="store_true", help="check the models and print the command; do not serve")
@@ -73,7 +76,10 @@ def build_env(args: argparse.Namespace, base: dict[str, str] | None = None) -> d
         for tag in args.model_tag:
             try:
                 paths.append((bentoml.models.get(tag).path, f"BentoML model {tag}"))
-            except bentoml.exceptions.NotFound:
+            except (ValueError, bentoml.exceptions.BentoMLException) as error:
+                if not isinstance(error, bentoml.exceptions.NotFound):
+                    raise ConfigError(f"--model-tag {tag!r} is not a valid BentoML tag ({error}); "
+                                      "use NAME or NAME:VERSION, e.g. bilstm-textcat:latest") from None
                 store = os.environ.get("BENTOML_HOME", "~/bentoml")
                 raise ConfigError(f"no model {tag!r} in the BentoML store ({store}); import one with "
                                   "`python -m serving.import_model MODEL_DIR`") from None

@@ -40,6 +40,14 @@ def test_label_writes_jsonl_in_input_order(textcat_model_dir, tmp_path):
     (lambda tmp, model: ["evaluate", str(tmp / "missing"), "x.jsonl"], "model directory not found"),
     (lambda tmp, model: ["evaluate", str(model), str(tmp / "nope.jsonl")], "nope.jsonl: file not found"),
     (lambda tmp, model: ["evaluate", str(model), str(SAMPLES / "textcat/dev.csv")], "missing text field 'text'"),
+    (lambda tmp, model: ["evaluate", str(model), str(SAMPLES / "textcat/dev.jsonl"), "--batch-size", "0"],
+     "--batch-size: 0 must be at least 1"),
+    (lambda tmp, model: ["label", str(model), str(SAMPLES / "textcat/unlabelled.txt"), str(tmp / "o.jsonl"),
+                         "--device", "gpu"], "unknown device 'gpu'"),
+    (lambda tmp, model: ["label", str(model), str(SAMPLES / "textcat/unlabelled.txt"), str(tmp / "o.jsonl"),
+                         "--window", "0"], "--window: 0 must be at least 1"),
+    (lambda tmp, model: ["fit", "--config", "configs/textcat_sample.yaml", "--trainer.default_root_dir", str(tmp),
+                         "--weights_only", "false"], "--weights_only false is refused"),
 ])
 def test_errors_are_one_clear_line_and_status_2(textcat_model_dir, tmp_path, make_args, message):
     result = run_bilstm(*make_args(tmp_path, textcat_model_dir))

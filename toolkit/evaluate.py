@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from toolkit.cli import positive_int
+
 
 def evaluate(model_dir: str | Path, data_file: str | Path, quantize: bool = False, **options: Any) -> dict[str, Any]:
     """Metrics of a model directory on ``data_file`` as one JSON-able dict (task-specific keys).
@@ -25,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "with the reference beside it (val.de → val.en) or .jsonl with source/target")
     parser.add_argument("--text-field", default="text", help="text field of JSONL/CSV files")
     parser.add_argument("--label-field", default="label", help="label field of JSONL/CSV files")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--quantize", action="store_true", help="score the int8 dynamic-quantized model (CPU)")
 
 

@@ -107,7 +107,8 @@ class ToolkitCLI(LightningCLI):
         checkpoint = trainer.checkpoint_callback
         best = checkpoint.best_model_path if checkpoint is not None else ""
         # Validate the best weights once more: this loads them into `model` and gives the metrics to record.
-        results = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        results = trainer.validate(model, datamodule=datamodule, ckpt_path=best or None, verbose=False,
+                                   weights_only=True)
         if not trainer.is_global_zero:
             return
         config = self.config[self.config.subcommand]
@@ -121,8 +122,23 @@ class ToolkitCLI(LightningCLI):
         print(json.dumps({"model_dir": str(path), "metrics": metrics}))
         print(f"model directory: {path}")
 
+    def _checkpoints_load_weights_only(self) -> None:
+        """Checkpoints (``--ckpt_path``) are loaded with ``weights_only=True``: no pickled code runs."""
+        options = self.config_init[self.subcommand]
+        if options.get("weights_only") is False:
+            raise ConfigError("--weights_only false is refused: checkpoints are loaded with weights_only=True "
+                              "so that a checkpoint file cannot run code")
+        options["weights_only"] = True
+
     def before_fit(self) -> None:
+        self._checkpoints_load_weights_only()
         self._fit_started = time.perf_counter()
+
+    def before_validate(self) -> None:
+        self._checkpoints_load_weights_only()
+
+    def before_test(self) -> None:
+        self._checkpoints_load_weights_only()
 
 
 def export_model(model: TaskModule, datamodule: LightningDataModule, target: str | Path,

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from toolkit.artifact import ModelDir, load_model_dir
-from toolkit.errors import InputError, ModelDirError
+from toolkit.errors import ConfigError, InputError, ModelDirError
 
 # task → "module:Class"; imported on demand so loading a classifier never imports the translator.
 PREDICTORS = {
@@ -28,7 +28,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None`` → CUDA when available, else CPU."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelDirError(f"device {device} requested but CUDA is not available; use device='cpu'")
     return device
@@ -73,6 +76,8 @@ class Predictor:
             ModelDirError: the directory is missing, incomplete, corrupt or from a newer toolkit.
         """
         if num_threads is not None:
+            if not isinstance(num_threads, int) or num_threads < 1:
+                raise ConfigError(f"num_threads must be a positive integer, not {num_threads!r}")
             torch.set_num_threads(num_threads)
         model_dir = load_model_dir(path)
         module_name, class_name = PREDICTORS[model_dir.task].split(":")
