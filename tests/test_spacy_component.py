@@ -213,7 +213,7 @@ def test_repeated_prediction_accumulates_nothing(nlp):
         before = tracemalloc.get_traced_memory()[0]
         for _ in range(8):
             for doc in nlp.pipe(texts, batch_size=4):
-                assert doc.ents is not None
+                assert abs(sum(doc.cats.values()) - 1) < 1e-5  # every doc really went through both components
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:

@@ -61,6 +61,23 @@ def test_evaluate_prints_seqeval_scores(ner_model_dir, tagger):
     assert scores["f1"] == pytest.approx(meta["training"]["metrics"]["val_f1"], abs=1e-4)
 
 
+def test_evaluation_refuses_gold_tags_it_would_misread(tagger, tmp_path):
+    from toolkit.data.tagschemes import convert
+    from toolkit.errors import DataError
+
+    sentences = read_conll(SAMPLES / "ner/dev.conll")
+    unknown = tmp_path / "unknown.conll"
+    unknown.write_text("Acme NN B-NP B-COMPANY\nrocks VB B-VP O\n")
+    with pytest.raises(DataError, match=r"unknown\.conll:1: entity type 'COMPANY' is not one this model tags"):
+        tagger.evaluate(unknown)
+    bioes = tmp_path / "bioes.conll"
+    bioes.write_text("\n\n".join("\n".join(f"{token} {tag}" for token, tag in
+                                          zip(s.tokens, convert(s.tags, "iob1", "bioes"), strict=True))
+                                 for s in sentences) + "\n")
+    with pytest.raises(DataError, match="tags look like BIOES but the model reads and writes IOB1"):
+        tagger.evaluate(bioes)
+
+
 def test_quantized_evaluation_scores_the_int8_model(ner_model_dir, tagger):
     from toolkit.evaluate import evaluate
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from toolkit.data.readers import check_labels, read_labelled
+from toolkit.data.readers import check_labels, read_labelled, read_records
 from toolkit.errors import DataError
 
 
@@ -59,6 +59,16 @@ def test_bad_json_and_wrong_types(tmp_path):
     path.write_text('{"text": "  ", "label": "pos"}\n')
     with pytest.raises(DataError, match=r"bad.jsonl:1: field 'text' is empty"):
         read_labelled(path)
+
+
+def test_csv_quoted_field_across_lines_keeps_its_line_break(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text('text,label\n"line one\nline two",pos\nshort,neg\n"a,b",pos,extra\n', encoding="utf-8")
+    records = read_records(path)
+    assert next(records) == (2, {"text": "line one\nline two", "label": "pos"})
+    assert next(records) == (4, {"text": "short", "label": "neg"})  # numbered by its own first line
+    with pytest.raises(DataError, match=r"m\.csv:5: has 3 columns"):
+        next(records)
 
 
 def test_csv_with_wrong_column_count(tmp_path):

@@ -115,18 +115,28 @@ def _jsonl_records(path: str | Path) -> Iterator[tuple[int, dict]]:
 
 def _csv_records(path: str | Path, delimiter: str) -> Iterator[tuple[int, dict]]:
     lines = decoded_lines(path)
-    reader = csv.reader((line for _, line in lines), delimiter=delimiter)
+    # Newlines go back in so that a quoted field spanning lines keeps its line break.
+    reader = csv.reader((line + "\n" for _, line in lines), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
         return
-    for row in reader:
+    except csv.Error as error:
+        raise DataError(path, f"is not valid CSV ({error})", reader.line_num) from None
+    while True:
+        start = reader.line_num + 1  # a record's first line (a quoted field may span several)
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise DataError(path, f"is not valid CSV ({error})", start) from None
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            raise DataError(path, f"has {len(row)} columns but the header has {len(header)}", reader.line_num,
+            raise DataError(path, f"has {len(row)} columns but the header has {len(header)}", start,
                             hint="quote fields that contain the delimiter")
-        yield reader.line_num, dict(zip(header, row, strict=True))
+        yield start, dict(zip(header, row, strict=True))
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, dict]]:

@@ -13,10 +13,10 @@ from toolkit.artifact import ModelDir
 from toolkit.config import config_from_dict
 from toolkit.data.conll import ColumnFormat, read_conll
 from toolkit.data.tagging_features import FeatureSettings, TaggingFeaturizer
-from toolkit.data.tagschemes import allowed_transitions, convert, spans_from_tags
+from toolkit.data.tagschemes import allowed_transitions, convert, detect_scheme, spans_from_tags, split_tag
 from toolkit.data.tokenize import Tokenizer, TokenizerSettings
 from toolkit.data.vocab import Vocab
-from toolkit.errors import ConfigError, InputError, ModelDirError
+from toolkit.errors import ConfigError, DataError, InputError, ModelDirError
 from toolkit.metrics import entity_scores
 from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig
 from toolkit.predict.base import Predictor, check_texts
@@ -146,10 +146,25 @@ class TaggerPredictor(Predictor):
             results.append(TagPrediction([token for token, _, _ in spans], result.tags, entities))
         return results
 
+    def _check_gold_tags(self, sentences: Sequence[Any], data_file: str | Path) -> None:
+        """Refuse gold tags the scores would silently misread: unknown entity types or another tag scheme."""
+        known = set(self.entity_types)
+        for sentence in sentences:
+            unknown = sorted({split_tag(tag)[1] for tag in sentence.tags} - known - {""})
+            if unknown:
+                raise DataError(data_file, f"entity type {unknown[0]!r} is not one this model tags "
+                                f"({', '.join(sorted(known))})", sentence.first_line)
+        found = detect_scheme([sentence.tags for sentence in sentences])
+        bioes_clash = (found == "bioes") != (self.input_scheme == "bioes")
+        if bioes_clash or (found == "iob1" and self.input_scheme != "iob1"):
+            raise DataError(data_file, f"tags look like {found.upper()} but the model reads and writes "
+                            f"{self.input_scheme.upper()}", hint="convert the file, or train a model on this scheme")
+
     def evaluate(self, data_file: str | Path, batch_size: int = 64, token_column: int = 0, tag_column: int = -1,
                  **_: Any) -> dict[str, Any]:
         """seqeval entity precision/recall/F1 (strict, in the file's scheme) on a column file."""
         sentences = read_conll(data_file, ColumnFormat(token_column, tag_column))
+        self._check_gold_tags(sentences, data_file)
         predicted = self.tag_tokens([sentence.tokens for sentence in sentences], batch_size, with_confidence=False)
         gold = [sentence.tags for sentence in sentences]
         return {**entity_scores(gold, [p.tags for p in predicted], self.input_scheme), "sentences": len(sentences),
