@@ -35,6 +35,13 @@ def test_rewrite_in_place_replaces_atomically(tmp_path):
         write(tmp_path / "notes")
 
 
+def test_a_crash_between_the_two_renames_of_a_swap_is_recovered(tmp_path):
+    write(tmp_path / "m", training={"metrics": {"acc": 0.5}})
+    (tmp_path / "m").rename(tmp_path / ".m.old-12345")  # the old model was moved aside, the new one never arrived
+    assert load_model_dir(tmp_path / "m").meta["training"]["metrics"] == {"acc": 0.5}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
 def test_missing_directory_and_meta(tmp_path):
     with pytest.raises(ModelDirError, match="model directory not found"):
         load_model_dir(tmp_path / "nothing")

@@ -67,17 +67,51 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _replace_directory(staging: Path, target: Path) -> None:
-    """Move ``staging`` to ``target``; an existing ``target`` is swapped out, then removed."""
+def _fsync(path: Path) -> None:
+    """Flush a file's or directory's contents to disk (directories: the names in them)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _fsync_tree(root: Path) -> None:
+    for item in sorted(root.rglob("*"), reverse=True):  # files before the directories that name them
+        _fsync(item)
+    _fsync(root)
+
+
+def recover_interrupted_swap(target: Path) -> None:
+    """Put back the previous model directory if a crash fell between the two renames of a swap.
+
+    A swap renames ``target`` to ``.target.old-PID`` and the new directory to ``target``. A crash between
+    the two leaves no ``target``; the next save or load restores the old one, so a reader always finds
+    either the old model or the new one.
+    """
+    if target.exists():
+        return
+    olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda item: item.stat().st_mtime)
+    complete = [old for old in olds if (old / META_FILE).is_file()]
+    if complete:
+        os.replace(complete[-1], target)
+
+
+def replace_directory(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target`` durably; an existing model directory ``target`` is swapped out, then removed."""
+    _fsync_tree(staging)  # the contents are on disk before any name points at them
+    recover_interrupted_swap(target)
     if target.exists():
         if not (target / META_FILE).is_file():
             raise ModelDirError(f"{target} exists and is not a model directory; refusing to overwrite it")
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
         os.replace(staging, target)
+        _fsync(target.parent)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, target)
+        _fsync(target.parent)
 
 
 def save_model_dir(
@@ -141,7 +175,7 @@ def save_model_dir(
         for item in staging.rglob("*"):
             item.chmod(0o755 if item.is_dir() else 0o644)
         staging.chmod(0o755)
-        _replace_directory(staging, target)
+        replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -151,6 +185,7 @@ def save_model_dir(
 def read_meta(path: str | Path) -> dict[str, Any]:
     """Read and check ``meta.json`` (format version, task, file list), upgrading old layouts."""
     root = Path(path)
+    recover_interrupted_swap(root)
     if not root.is_dir():
         raise ModelDirError(f"model directory not found: {root}" if not root.exists() else f"{root} is not a directory")
     meta_path = root / META_FILE
@@ -197,6 +232,16 @@ def _check_file_list(files: Any, meta_path: Path) -> None:
                                 "re-export the model")
 
 
+def check_files(root: Path, files: dict[str, dict[str, Any]]) -> None:
+    """Every file listed in ``meta.json`` is present in ``root`` with its recorded size and sha256."""
+    for name, expected in files.items():
+        item = root / name
+        if not item.is_file():
+            raise ModelDirError(f"{root} is incomplete: {name} is missing")
+        if item.stat().st_size != expected["bytes"] or _sha256(item) != expected["sha256"]:
+            raise ModelDirError(f"{item} is corrupt (size or sha256 differs from {META_FILE}); re-export the model")
+
+
 def load_model_dir(path: str | Path) -> ModelDir:
     """Validate a model directory and load its weights (safetensors; never pickle).
 
@@ -211,12 +256,7 @@ def load_model_dir(path: str | Path) -> ModelDir:
     files = meta["files"]
     if WEIGHTS_FILE not in files:
         raise ModelDirError(f"{root / META_FILE} does not list {WEIGHTS_FILE}; re-export the model")
-    for name, expected in files.items():
-        item = root / name
-        if not item.is_file():
-            raise ModelDirError(f"{root} is incomplete: {name} is missing")
-        if item.stat().st_size != expected["bytes"] or _sha256(item) != expected["sha256"]:
-            raise ModelDirError(f"{item} is corrupt (size or sha256 differs from {META_FILE}); re-export the model")
+    check_files(root, files)
     try:
         state_dict = load_file(root / WEIGHTS_FILE)
     except (SafetensorError, OSError) as error:

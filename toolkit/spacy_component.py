@@ -27,8 +27,6 @@ each component from the saved config (which names the original directory, perhap
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -43,7 +41,7 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
 from spacy.util import minibatch
 
-from toolkit.artifact import META_FILE, read_meta
+from toolkit.artifact import META_FILE, check_files, read_meta, replace_directory
 from toolkit.errors import ModelDirError
 
 if TYPE_CHECKING:
@@ -180,17 +178,13 @@ class ModelDirPipe(Pipe):
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{MODEL_SUBDIR}.tmp-", dir=target.parent))
         try:
-            for name in [META_FILE, *json.loads((source / META_FILE).read_text(encoding="utf-8"))["files"]]:
+            files = read_meta(source)["files"]
+            for name in [META_FILE, *files]:
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source / name, staging / name)
+            check_files(staging, files)  # the copy is what the model directory's checksums say it is
             staging.chmod(0o755)
-            if target.exists():
-                old = target.with_name(f".{MODEL_SUBDIR}.old-{os.getpid()}")
-                os.replace(target, old)
-                os.replace(staging, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(staging, target)
+            replace_directory(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -69,7 +69,8 @@ class Predictor:
             path: the model directory.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
             num_threads: torch intra-op threads for CPU inference (None leaves torch's setting).
-            quantize: int8 dynamic quantization of the recurrent and linear layers (CPU only); check the
+            quantize: int8 dynamic quantization of the recurrent and linear layers (CPU only: with no
+                ``device`` it loads on the CPU even where CUDA is available); check the
                 accuracy cost on your data first (docs/benchmarks.md lists it for the shipped configs).
 
         Raises:
@@ -84,6 +85,8 @@ class Predictor:
         predictor_class = getattr(importlib.import_module(module_name), class_name)
         if cls is not Predictor and not issubclass(predictor_class, cls):
             raise ModelDirError(f"{path} holds a {model_dir.task!r} model, not one for {cls.__name__}")
+        if quantize and device is None:
+            device = "cpu"  # int8 dynamic quantization is a CPU feature: quantize=True alone means the CPU
         predictor = predictor_class(model_dir, resolve_device(device))
         if quantize:
             predictor.quantize_dynamic()
