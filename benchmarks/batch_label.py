@@ -35,7 +35,7 @@ SAMPLE = ROOT / "samples/textcat/train.jsonl"
 DEFAULT_MODEL = ROOT / "runs/textcat_sample/model"
 
 LEAK_PROBE = """
-import itertools, sys, psutil
+import itertools, json, sys, psutil
 from toolkit import Predictor
 model, path, count, window = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 predictor = Predictor.load(model, device="cpu")
@@ -45,7 +45,7 @@ process, rows = psutil.Process(), []
 for start in range(0, count, window):
     predictor.predict(texts[start:start + window])
     rows.append((start + window, process.memory_info().rss))
-print(rows)
+print(json.dumps(rows))
 """
 
 
@@ -122,7 +122,7 @@ def predictor_rss(model_dir: Path, path: Path, count: int, window: int) -> dict:
     output = subprocess.run([sys.executable, "-c", LEAK_PROBE, str(model_dir), str(path), str(count), str(window)],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                             check=True).stdout
-    rows = eval(output.strip().splitlines()[-1])  # a list of (texts done, rss) tuples printed by the probe
+    rows = json.loads(output.strip().splitlines()[-1])  # [texts done, rss] pairs printed by the probe
     warm = [rss for done, rss in rows if done >= count // 10]
     return {"texts": count, "rss_warm_mib": warm[0] / 2**20, "rss_last_mib": warm[-1] / 2**20,
             "growth": warm[-1] / warm[0] - 1}
