@@ -73,6 +73,8 @@ class TranslateResult(BaseModel):
     source: str
     translation: str
     score: float
+    truncated: bool = False
+    """Present (true) only when the output hit the length limit before ending."""
 
 
 class ErrorResponse(BaseModel):

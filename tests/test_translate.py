@@ -65,6 +65,22 @@ def test_predictor_translates_in_input_order(predictor):
     assert all(g.translation.strip() for g in greedy)
 
 
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_outputs_cut_at_the_length_limit_say_so(predictor, beam_size):
+    from dataclasses import replace
+
+    default = predictor.decoding
+    predictor.decoding = replace(default, max_length=2, max_length_ratio=0.0, max_length_offset=2)
+    try:
+        cut = predictor.predict(GERMAN, beam_size=beam_size)
+    finally:
+        predictor.decoding = default
+    assert all(result.truncated and result.to_dict()["truncated"] is True for result in cut)
+    assert all(len(result.translation.split()) <= 2 for result in cut)
+    whole = predictor.predict(GERMAN, beam_size=beam_size)
+    assert [r.truncated for r in whole] == ["truncated" in r.to_dict() for r in whole]
+
+
 def test_batch_size_and_batch_company_do_not_change_translations(predictor):
     texts = [line for line in (SAMPLES / "translate/dev.de").read_text().splitlines()[:12]]
     for beam in (1, 5):

@@ -60,6 +60,8 @@ class Hypothesis:
     """Length-normalised ``log_prob`` that ranked it (greedy: ``log_prob``)."""
     attention: Tensor | None = None
     """``[output steps, src_len]`` attention weights (one row per output token, ``</s>`` included)."""
+    truncated: bool = False
+    """True when the output hit its length limit before ``</s>``: the translation is cut short."""
 
 
 class StepState(Protocol):
@@ -122,10 +124,12 @@ def greedy_search(decoder: Stepper, memory: StepState, state: StepState, max_len
     results = []
     for sentence in range(batch):
         produced = outputs[sentence, : lengths[sentence]].tolist()
-        if produced and produced[-1] == eos:
+        ended = bool(produced) and produced[-1] == eos
+        if ended:
             produced = produced[:-1]
         weights = torch.stack(attention[sentence]) if return_attention else None
-        results.append(Hypothesis(produced, float(log_prob[sentence]), float(log_prob[sentence]), weights))
+        results.append(Hypothesis(produced, float(log_prob[sentence]), float(log_prob[sentence]), weights,
+                                  truncated=not ended))
     return results
 
 
@@ -204,7 +208,8 @@ def beam_search(decoder: Stepper, memory: StepState, state: StepState, max_lengt
                         row = group * beam + k
                         finished[sentence].append(Hypothesis(
                             history[row].tolist(), total, total / (t + 1) ** length_penalty,
-                            attn_history[row].float().cpu() if attn_history is not None else None))
+                            attn_history[row].float().cpu() if attn_history is not None else None,
+                            truncated=True))
             done.append(at_limit[group] or len(finished[sentence]) >= beam)
         # 4. Drop finished sentences from the batch.
         if any(done):

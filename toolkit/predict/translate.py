@@ -39,9 +39,14 @@ class Translation:
     attention: list[list[float]] | None = None
     source_tokens: list[str] | None = None
     target_tokens: list[str] | None = None
+    truncated: bool = False
+    """The output reached the length limit (``DecodingConfig.max_length…``) before ending: it is cut short."""
 
     def to_dict(self) -> dict:
+        """JSON-able form; ``truncated`` only appears when true, attention only when asked for."""
         result: dict[str, Any] = {"source": self.source, "translation": self.translation, "score": self.score}
+        if self.truncated:
+            result["truncated"] = True
         if self.attention is not None:
             result.update(attention=self.attention, source_tokens=self.source_tokens, target_tokens=self.target_tokens)
         return result
@@ -114,7 +119,8 @@ class TranslatorPredictor(Predictor):
                     extra = {"attention": [[round(w, 5) for w in row] for row in hypothesis.attention.tolist()],
                              "source_tokens": self.source_tokenizer.tokens(ids[index]),
                              "target_tokens": self.target_tokenizer.tokens(target)}
-                results[index] = Translation(texts[index], output, round(hypothesis.score, 6), **extra)
+                results[index] = Translation(texts[index], output, round(hypothesis.score, 6), **extra,
+                                             truncated=hypothesis.truncated)
         return results
 
     def evaluate(self, data_file: str | Path, batch_size: int = 64, beam_size: int | None = None,
