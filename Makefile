@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BILSTM) evaluate runs/textcat_sample/model samples/textcat/dev.jsonl
 	$(BILSTM) label runs/textcat_sample/model samples/textcat/unlabelled.txt runs/textcat_sample/labels.jsonl
 	@echo "--- first labelled texts (runs/textcat_sample/labels.jsonl) ---"
-	@head -n 5 runs/textcat_sample/labels.jsonl | $(PY) -c 'import json,sys; [print(f"{r[\"label\"]:>3} {r[\"score\"]:.2f}  {r[\"text\"][:90]}") for r in map(json.loads, sys.stdin)]'
+	@head -n 5 runs/textcat_sample/labels.jsonl | $(PY) -c 'import json,sys; [print("%3s %.2f  %s" % (r["label"], r["score"], r["text"][:90])) for r in map(json.loads, sys.stdin)]'
 	@echo "model directory: runs/textcat_sample/model"
 
 test: $(STAMP)
