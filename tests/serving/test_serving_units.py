@@ -129,7 +129,7 @@ def test_bilstm_serve_refuses_bad_input_before_starting(textcat_model_dir, tmp_p
     result = run_bilstm("serve")
     assert result.returncode == 2 and "at least one MODEL_DIR" in result.stderr
     result = run_bilstm("serve", str(textcat_model_dir), "--max-texts", "0")
-    assert result.returncode == 2 and "BILSTM_MAX_TEXTS" in result.stderr
+    assert result.returncode == 2 and "--max-texts: 0 must be at least 1" in result.stderr
     assert "Traceback" not in result.stderr
 
 
