@@ -146,3 +146,22 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("fit", "evaluate", "label"):
         assert command in result.stdout
+
+
+def test_fit_initialises_embeddings_from_pretrained_vectors(tmp_path):
+    """The task's setup loads word2vec/GloVe text vectors into the vocabulary's rows (frozen: kept exactly)."""
+    vectors = {"film": [0.25] * 64, "movie": [-0.5] * 64}
+    path = tmp_path / "vectors.txt"
+    path.write_text("".join(f"{word} {' '.join(map(str, values))}\n" for word, values in vectors.items()))
+    result = run_bilstm("fit", "--config", "configs/textcat_sample.yaml", "--trainer.max_epochs", "1",
+                        "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+                        "--model.init_args.network.pretrained", str(path),
+                        "--model.init_args.network.freeze_embeddings", "true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2/" in result.stdout and "tokens found" in result.stdout
+    from toolkit import Predictor
+
+    predictor = Predictor.load(tmp_path / "model", device="cpu")
+    weights = predictor.net.embed.embedding.weight
+    for word, values in vectors.items():
+        assert weights[predictor.vocab.encode([word])[0]].tolist() == values

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+
+log = logging.getLogger(__name__)
 
 SCHEDULES = ("constant", "linear", "cosine")
 
@@ -51,6 +54,20 @@ class TaskModule(pl.LightningModule):
         if optimizer.schedule not in SCHEDULES:
             raise ValueError(f"optimizer.schedule must be one of {SCHEDULES}, got {optimizer.schedule!r}")
         self.optimizer_config = optimizer
+
+    def setup(self, stage: str) -> None:
+        """Initialise the word embeddings from pretrained vectors when the network config names them.
+
+        The vectors need the vocabulary, which only the data module has. On resume the checkpoint's
+        weights are restored after this and win.
+        """
+        config = getattr(self, "network_config", None)
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if stage == "fit" and getattr(config, "pretrained", None) and datamodule is not None:
+            stats = self.net.embed.initialise_from(config.pretrained, datamodule.vocabulary_tokens(),
+                                                   freeze=config.freeze_embeddings)
+            log.info("%s", stats)
+            print(stats)
 
     @classmethod
     def class_path_hparam(cls) -> dict[str, str]:

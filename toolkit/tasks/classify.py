@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 from torchmetrics import MetricCollection
@@ -12,8 +10,6 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from toolkit.config import config_from_dict, config_to_dict
 from toolkit.nn.classifier import ClassifierConfig, TextClassifierNet
 from toolkit.tasks.base import OptimizerConfig, TaskModule
-
-log = logging.getLogger(__name__)
 
 
 class TextClassifier(TaskModule):
@@ -56,16 +52,6 @@ class TextClassifier(TaskModule):
         self.train_acc = MulticlassAccuracy(len(self.labels), average="micro")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
-
-    def setup(self, stage: str) -> None:
-        # Pretrained vectors need the vocabulary, which only the data module has. On resume the
-        # checkpoint's weights are restored after this and win.
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        if stage == "fit" and self.network_config.pretrained and datamodule is not None:
-            stats = self.net.embed.initialise_from(self.network_config.pretrained, datamodule.vocabulary_tokens(),
-                                                   freeze=self.network_config.freeze_embeddings)
-            log.info("%s", stats)
-            print(stats)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``ids [B, T]``, ``lengths [B]`` → logits ``[B, num_labels]``."""

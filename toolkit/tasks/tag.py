@@ -45,14 +45,6 @@ class SequenceTagger(TaskModule):
         self._gold: list[list[str]] = []
         self._predicted: list[list[str]] = []
 
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
-        if stage == "fit" and self.network_config.pretrained and datamodule is not None:
-            stats = self.net.embed.initialise_from(self.network_config.pretrained, datamodule.vocabulary_tokens(),
-                                                   freeze=self.network_config.freeze_embeddings)
-            log.info("%s", stats)
-            print(stats)
-
     def on_fit_start(self) -> None:
         """Run a frozen transformer once over the training and dev sentences and keep its word features.
 
