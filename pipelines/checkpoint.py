@@ -87,6 +87,14 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(f"{key}: {old.get(key)!r} → {new.get(key)!r}" for key in keys)
 
 
+def read_state(progress: Path) -> State:
+    """The progress record at ``progress``; a :class:`ResumeError` naming the file if it cannot be read."""
+    try:
+        return State.from_json(progress.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ResumeError(f"{progress}: unreadable checkpoint ({error}); add --restart to start over") from None
+
+
 class Checkpoint:
     """Append-only output files plus the progress record that says how much of them is committed.
 
@@ -126,11 +134,7 @@ class Checkpoint:
         return self.state
 
     def _load(self) -> State:
-        try:
-            state = State.from_json(self.progress.read_text(encoding="utf-8"))
-        except (OSError, ValueError, TypeError, KeyError) as error:
-            raise ResumeError(f"{self.progress}: unreadable checkpoint ({error}); add --restart to start over"
-                              ) from None
+        state = read_state(self.progress)
         if state.format != FORMAT:
             raise ResumeError(f"{self.progress}: checkpoint format {state.format} (expected {FORMAT}); "
                               "add --restart to start over")

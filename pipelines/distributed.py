@@ -29,7 +29,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset
 
-from pipelines.checkpoint import Checkpoint, ResumeError, State, fsync_dir
+from pipelines.checkpoint import Checkpoint, ResumeError, State, fsync_dir, read_state
 from pipelines.label import LabelJob, fingerprint, output_paths, progress_bar, publish, summary
 from pipelines.sources import InputReader, Window
 
@@ -113,18 +113,11 @@ def _read_index(path: Path) -> list[tuple[int, int, int]]:
         return [tuple(int(field) for field in line.split()) for line in handle]
 
 
-def _read_shard_state(progress: Path) -> State:
-    try:
-        return State.from_json(progress.read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError, KeyError) as error:
-        raise ResumeError(f"{progress}: unreadable shard checkpoint ({error}); add --restart to start over") from None
-
-
 def merge_shards(output: Path, world: int) -> State:
     """Interleave the complete shards window by window into the single-process job's files, then publish."""
     paths = output_paths(output)
     folder = shard_paths(output, 0, world)["progress"].parent
-    states = [_read_shard_state(shard_paths(output, rank, world)["progress"]) for rank in range(world)]
+    states = [read_state(shard_paths(output, rank, world)["progress"]) for rank in range(world)]
     if not all(state.complete for state in states):
         raise ResumeError(f"{folder}: a rank did not finish its shard; run the same command again")
     indexes = [iter(_read_index(shard_paths(output, rank, world)["index"])) for rank in range(world)]

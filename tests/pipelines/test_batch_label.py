@@ -173,3 +173,12 @@ def test_two_jobs_cannot_write_the_same_output(tmp_path):
     with pytest.raises(ResumeError, match="another job is writing this output"):
         Checkpoint(tmp_path / "o.progress", files, {"a": 1}).open()
     first.remove()
+
+
+def test_an_unreadable_progress_record_names_the_file_and_the_way_out(tmp_path):
+    from pipelines.checkpoint import read_state
+
+    progress = tmp_path / "out.jsonl.progress"
+    progress.write_text("{torn")
+    with pytest.raises(ResumeError, match=r"out\.jsonl\.progress: unreadable checkpoint .*add --restart"):
+        read_state(progress)
