@@ -17,7 +17,7 @@ def evaluate(model_dir: str | Path, data_file: str | Path, quantize: bool = Fals
     """
     from toolkit.predict import Predictor
 
-    predictor = Predictor.load(model_dir, device="cpu", quantize=True) if quantize else Predictor.load(model_dir)
+    predictor = Predictor.load(model_dir, quantize=quantize)  # quantize=True loads on the CPU
     return {**predictor.evaluate(data_file, **options), **({"quantized": True} if quantize else {})}
 
 
