@@ -171,14 +171,13 @@ class ModelDirPipe(Pipe):
         existing ``path/model`` is replaced only once the new copy is complete.
         """
         source = self.model_path
-        self.check_model_dir(source)
+        files = self.check_model_dir(source)["files"]
         target = Path(path) / MODEL_SUBDIR
         if target.exists() and target.resolve() == source.resolve():
             return  # saving a pipeline back where it was loaded from
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{MODEL_SUBDIR}.tmp-", dir=target.parent))
         try:
-            files = read_meta(source)["files"]
             for name in [META_FILE, *files]:
                 (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source / name, staging / name)
