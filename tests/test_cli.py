@@ -109,6 +109,7 @@ def test_config_class_paths_are_restricted(tmp_path):
     ["-c", "{evil}"],
     ["--conf={evil}"],  # argparse abbreviation of --config
     ["--config", "{nesting}"],  # model: evil_model.yaml
+    ["--config", "{nesting_relative}"],  # model: evil_model.yaml, relative to the config's folder
     ["--config", "configs/textcat_sample.yaml", "--model=subprocess.Popen"],
     ["--config", "configs/textcat_sample.yaml", "--trainer.logger", "logging.Logger"],
     ["--config", "configs/textcat_sample.yaml", "--trainer.callbacks+=shutil.rmtree"],
@@ -122,7 +123,9 @@ def test_class_paths_are_restricted_however_they_are_given(argv, tmp_path):
     (tmp_path / "evil_model.yaml").write_text("logger: pydoc.locate\n")
     nesting = tmp_path / "nesting.yaml"
     nesting.write_text(f"model: {tmp_path / 'evil_model.yaml'}\n")
-    argv = ["fit", *(arg.format(evil=evil, nesting=nesting) for arg in argv)]
+    nesting_relative = tmp_path / "nesting_relative.yaml"
+    nesting_relative.write_text("model: evil_model.yaml\n")
+    argv = ["fit", *(arg.format(evil=evil, nesting=nesting, nesting_relative=nesting_relative) for arg in argv)]
     with pytest.raises(ConfigError, match="names code outside the allowed packages"):
         check_class_paths(argv)
 

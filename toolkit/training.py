@@ -60,21 +60,29 @@ def _names_importable_code(value: str) -> bool:
         return False
 
 
-def _check_values(values: list[str], source: str, seen: set[Path]) -> None:
+def _check_values(values: list[str], source: str, seen: set[Path], base: Path | None = None) -> None:
+    """Refuse importable dotted names in ``values``; recurse into config files they name.
+
+    A nested file name is tried from the working directory and from ``base``, the directory of the config
+    that names it (jsonargparse resolves it either way).
+    """
     for value in values:
         if _names_importable_code(value):
             raise ConfigError(
                 f"{source}: {value!r} names code outside the allowed packages {ALLOWED_CLASS_PREFIXES}; "
                 "configs may only name toolkit, Lightning, torch.optim or torchmetrics classes"
             )
-        path = Path(value)
-        if value.endswith(CONFIG_SUFFIXES) and path.is_file() and path.resolve() not in seen:
+        if not value.endswith(CONFIG_SUFFIXES):
+            continue
+        for path in {Path(value), *([base / value] if base else [])}:
+            if not path.is_file() or path.resolve() in seen:
+                continue
             seen.add(path.resolve())  # a nested config file (``model: model.yaml``) is checked the same way
             try:
                 content = yaml.safe_load(path.read_text(encoding="utf-8"))
             except (yaml.YAMLError, UnicodeDecodeError) as error:
                 raise ConfigError(f"{path} is not valid YAML: {error}") from None
-            _check_values(_strings(content), str(path), seen)
+            _check_values(_strings(content), str(path), seen, path.parent)
 
 
 def check_class_paths(argv: list[str]) -> None:
