@@ -76,3 +76,14 @@ def test_tagger_is_padding_invariant_and_decodes_valid_tags(tiny_bert, decoder, 
     assert [len(p) for p in paths] == [7, 3, 1]
     assert all(is_valid([tags[i] for i in path], "bioes") for path in paths)
     torch.testing.assert_close(marginals[0].sum(-1), torch.ones(7))
+
+
+def test_transformer_weights_load_from_safetensors_only(tiny_bert, tmp_path):
+    import shutil
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_bert, pickled)
+    (pickled / "model.safetensors").unlink()
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04not loaded")  # a pickle is never opened
+    with pytest.raises(ValueError, match=r"no loadable model\.safetensors.*convert the weights to safetensors"):
+        TransformerWordFeatures(str(pickled), TransformerFeaturesConfig())

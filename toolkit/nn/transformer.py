@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from toolkit.errors import ConfigError
+
 POOLINGS = ("first", "mean")
 
 
@@ -40,7 +42,11 @@ class TransformerWordFeatures(nn.Module):
             raise ValueError(f"transformer pooling must be one of {POOLINGS}, got {config.pooling!r}")
         self.config = config
         if load_weights:  # float32 whatever the checkpoint stores: the rest of the tagger is float32
-            self.model = AutoModel.from_pretrained(path, dtype=torch.float32)
+            try:  # safetensors only: a pytorch_model.bin is a pickle and is never loaded
+                self.model = AutoModel.from_pretrained(path, dtype=torch.float32, use_safetensors=True)
+            except OSError as error:
+                raise ConfigError(f"transformer {path}: no loadable model.safetensors ({error}); convert the "
+                                 "weights to safetensors (save_pretrained does by default)") from None
         else:
             self.model = AutoModel.from_config(AutoConfig.from_pretrained(path))
         self.output_size = self.model.config.hidden_size
