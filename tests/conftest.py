@@ -79,14 +79,15 @@ def ner_model_dir(ner_run: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def translate_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`bilstm fit` of the tiny translator on samples/translate for one epoch: a real model directory for the
-    adapter tests (they check plumbing, not translation quality). tests/test_translate.py trains its own."""
+    """`bilstm fit` of the tiny translator on samples/translate for a few epochs: the exported model directory
+    that the translation tests and the adapter tests (spaCy, serving) share."""
     run_dir = tmp_path_factory.mktemp("translate_run")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OMP_NUM_THREADS", "1")  # tiny model on a shared CPU: one thread, no spin-waiting
-        result = run_bilstm("fit", "--config", "configs/translate_sample.yaml", "--trainer.max_epochs", "1",
-                            "--trainer.num_sanity_val_steps", "0", "--trainer.check_val_every_n_epoch", "1",
+        result = run_bilstm("fit", "--config", "configs/translate_sample.yaml", "--trainer.max_epochs", "6",
+                            "--trainer.check_val_every_n_epoch", "3", "--trainer.num_sanity_val_steps", "0",
                             "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
                             "--trainer.accelerator", "cpu")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"model directory: {run_dir / 'model'}" in result.stdout
     return run_dir / "model"

@@ -22,21 +22,6 @@ GERMAN = ["Ein Hund läuft über den Strand.", "Zwei Kinder spielen im Park.", "
 
 
 @pytest.fixture(scope="module")
-def translate_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`bilstm fit` on samples/translate for a few epochs; returns the exported model directory."""
-    run_dir = tmp_path_factory.mktemp("translate_run")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "1")  # tiny model on a shared CPU: one thread, no spin-waiting
-        result = run_bilstm("fit", "--config", "configs/translate_sample.yaml", "--trainer.max_epochs", "6",
-                            "--trainer.check_val_every_n_epoch", "3", "--trainer.num_sanity_val_steps", "0",
-                            "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
-                            "--trainer.accelerator", "cpu")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"model directory: {run_dir / 'model'}" in result.stdout
-    return run_dir / "model"
-
-
-@pytest.fixture(scope="module")
 def predictor(translate_model_dir: Path) -> TranslatorPredictor:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
