@@ -30,7 +30,8 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset
 
 from pipelines.checkpoint import Checkpoint, ResumeError, State, fsync_dir, read_state
-from pipelines.label import LabelJob, fingerprint, output_paths, progress_bar, publish, summary
+from pipelines.label import LabelJob, fingerprint, progress_bar, publish, summary
+from pipelines.outputs import output_paths, shard_folder
 from pipelines.sources import InputReader, Window
 
 ROLES = ("data", "errors", "index")
@@ -38,8 +39,7 @@ ROLES = ("data", "errors", "index")
 
 def shard_paths(output: Path, rank: int, world: int) -> dict[str, Path]:
     """A rank's files: ``OUTPUT.ddp/rank-R-of-W.{data,errors,index,progress}``."""
-    folder = output.with_name(output.name + ".ddp")
-    return {role: folder / f"rank-{rank}-of-{world}.{role}" for role in (*ROLES, "progress")}
+    return {role: shard_folder(output) / f"rank-{rank}-of-{world}.{role}" for role in (*ROLES, "progress")}
 
 
 class _RankWindows(IterableDataset):

@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.checkpoint import Checkpoint, ResumeError, State, fsync_dir
-from pipelines.sources import Bad, DocStart, InputReader, Sentence, Text, Window, input_kind
+from pipelines.outputs import check_output, output_paths
+from pipelines.sources import MAX_LINE_BYTES, Bad, DocStart, InputReader, Item, Sentence, Text, Window, input_kind
 from toolkit import __version__
 from toolkit.errors import DataError, InputError
+from toolkit.native_memory import release_large_allocations
 from toolkit.predict import Predictor
 
 WINDOW = 4096  # lines (sentences for CoNLL) read, length-sorted, predicted and committed together
@@ -43,8 +45,13 @@ class Chunk:
     bad: int
 
 
+# Characters JSON leaves raw but many line splitters (Python's str.splitlines, JavaScript) treat as line breaks:
+# escaped, so one record is always exactly one line however the file is read.
+LINE_BREAKS_IN_STRINGS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"})
+
+
 def _jsonl(record: dict[str, Any]) -> bytes:
-    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    return (json.dumps(record, ensure_ascii=False).translate(LINE_BREAKS_IN_STRINGS) + "\n").encode("utf-8")
 
 
 def _string_zone(predictor: Any) -> contextlib.AbstractContextManager:
@@ -89,14 +96,19 @@ class LabelJob:
         return cls(predictor, kind, output.suffix == ".conll", batch_size)
 
     def label(self, window: Window) -> Chunk:
-        """Predict one window; records and errors come out in input order."""
+        """Predict one window; records and errors come out in input order.
+
+        Every text (or sentence) is first checked the way the Predictor would check it, so one unusable text
+        (a lone surrogate, too long…) becomes an errors-file record and never fails the batch it would join.
+        """
         data: list[bytes] = []
         errors: list[bytes] = []
+        items = [self._screen(item) for item in window.items]
         if self.kind == "conll":
-            results = iter(self._tag([item for item in window.items if isinstance(item, Sentence)]))
+            results = iter(self._tag([item for item in items if isinstance(item, Sentence)]))
         else:
-            results = iter(self._predict([item.text for item in window.items if isinstance(item, Text)]))
-        for item in window.items:
+            results = iter(self._predict([item.text for item in items if isinstance(item, Text)]))
+        for item in items:
             if isinstance(item, Bad):
                 errors.append(_jsonl({"line": item.line, "reason": item.reason}))
                 continue
@@ -113,9 +125,20 @@ class LabelJob:
                 lines = "".join(f"{line} {tag}\n" for line, tag in zip(item.lines, result.tags, strict=True))
                 data.append((lines + "\n").encode("utf-8"))
             else:
-                data.append(_jsonl({"line": item.line, "tokens": item.tokens, "tags": result.tags}))
-        docstarts = sum(isinstance(item, DocStart) for item in window.items) if self.conll_out else 0
+                record = {"line": item.line, "tokens": item.tokens, "tags": result.tags}
+                data.append(_jsonl({**record, "input_truncated": True} if result.truncated else record))
+        docstarts = sum(isinstance(item, DocStart) for item in items) if self.conll_out else 0
         return Chunk(b"".join(data), b"".join(errors), len(data) - docstarts, len(errors))
+
+    def _screen(self, item: Item) -> Item:
+        """The item, or a :class:`Bad` one saying why the predictor would refuse it."""
+        if isinstance(item, Text):
+            problem = self.predictor.input_problem(item.text)
+        elif isinstance(item, Sentence):
+            problem = self.predictor.tokens_problem(item.tokens)
+        else:
+            return item
+        return item if problem is None else Bad(item.line, f"text {problem}" if isinstance(item, Text) else problem)
 
     def _predict(self, texts: list[str]) -> Sequence[Any]:
         """Predictions for a window's texts; if the predictor refuses the batch, text by text (refusals as str)."""
@@ -145,15 +168,8 @@ def fingerprint(job: LabelJob, reader: InputReader, **extra: Any) -> dict[str, A
     return {"model_sha256": model, "input_size": reader.path.stat().st_size, "input_kind": reader.kind,
             "text_field": reader.text_field if reader.kind == "jsonl" else None, "window": reader.window_size,
             "batch_size": job.batch_size, "conll_output": job.conll_out, "device": job.predictor.device.type,
-            "toolkit": __version__, **extra}
-
-
-def output_paths(output: Path) -> dict[str, Path]:
-    """The job's files beside OUTPUT: partial output, partial errors, progress record, final errors file."""
-    return {"data": output.with_name(output.name + ".partial"),
-            "errors": output.with_name(output.name + ".errors.partial"),
-            "progress": output.with_name(output.name + ".progress"),
-            "errors_final": output.with_name(output.name + ".errors.jsonl")}
+            "max_chars": job.predictor.max_chars, "truncate": job.predictor.truncate,
+            "max_line_bytes": reader.max_line_bytes, "toolkit": __version__, **extra}
 
 
 def publish(checkpoint: Checkpoint, output: Path, data: Path, errors: Path, errors_final: Path) -> None:
@@ -195,7 +211,8 @@ def summary(output: Path, state: State, errors_final: Path, resumed_at: int | No
 def label_file(model_dir: str | Path, input_path: str | Path, output_path: str | Path, text_field: str = "text",
                batch_size: int = 64, *, window: int = WINDOW, restart: bool = False, progress: bool | None = None,
                device: str | None = None, num_threads: int | None = None, devices: int = 1,
-               accelerator: str = "auto", strategy: str = "auto", num_nodes: int = 1) -> dict[str, Any] | None:
+               accelerator: str = "auto", strategy: str = "auto", num_nodes: int = 1, max_chars: int | None = None,
+               truncate: bool = False) -> dict[str, Any] | None:
     """Label every text (or CoNLL sentence) of ``input_path`` into ``output_path``, resumably and atomically.
 
     Args:
@@ -212,18 +229,30 @@ def label_file(model_dir: str | Path, input_path: str | Path, output_path: str |
         devices, accelerator, strategy, num_nodes: above one device or node, run data-parallel with a
             Lightning Trainer (see :func:`pipelines.distributed.label_distributed`). Lightning starts the
             other processes by running the same command again, so call this from a script's entry point.
+        max_chars: longest text the model takes (``Predictor.load``'s default if None); longer texts go to the
+            errors file, unless ``truncate``. A classifier that reads only its first/last N tokens measures a
+            text after dropping what it never reads, so long reviews are never refused.
+        truncate: cut texts over ``max_chars`` instead (their records say ``"input_truncated": true``).
+
+    Raises:
+        DataError: before any work, for an output that is the input (also through a link), a directory, in a
+            missing or read-only folder, or with an extension other than .jsonl/.ndjson/.conll.
 
     Returns:
         ``{"output", "records", "errors", "errors_file", "resumed_at_line", "seconds", "texts_per_second"}``;
         None in the non-zero ranks of a data-parallel job.
     """
-    output = Path(output_path)
-    reader = InputReader(input_path, text_field, window)
-    if not reader.path.is_file():
-        raise DataError(input_path, "file not found" if not reader.path.exists() else "not a regular file")
+    output, source = Path(output_path), Path(input_path)
+    release_large_allocations()  # a long job over texts of every length: freed batches go back to the system
+    input_kind(source)
+    if not source.is_file():
+        raise DataError(source, "file not found" if not source.exists() else "not a regular file")
+    check_output(source, output)
     predictor = Predictor.load(model_dir, device="cpu" if devices > 1 or num_nodes > 1 else device,
-                               num_threads=num_threads)
-    job = LabelJob.create(predictor, input_path, output, batch_size)
+                               num_threads=num_threads, max_chars=max_chars, truncate=truncate)
+    # A line may hold a text of max_chars characters, each up to 12 bytes as JSON (a \uXXXX\uXXXX pair).
+    reader = InputReader(source, text_field, window, max(MAX_LINE_BYTES, 12 * predictor.max_chars))
+    job = LabelJob.create(predictor, source, output, batch_size)
     if devices > 1 or num_nodes > 1:
         from pipelines.distributed import label_distributed
 

@@ -18,6 +18,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--window", type=positive_int, default=4096,
                         help="lines (CoNLL: sentences) read, length-sorted and committed together (default 4096)")
+    parser.add_argument("--max-chars", type=positive_int, help="longest text the model takes (default 20000); longer "
+                        "texts go to the errors file (a classifier reading only its first/last N tokens measures "
+                        "what it reads)")
+    parser.add_argument("--truncate", action="store_true", help="cut texts over --max-chars instead; their records "
+                        'say "input_truncated": true')
     parser.add_argument("--restart", action="store_true",
                         help="start over instead of resuming an interrupted job on the same OUTPUT")
     bar = parser.add_mutually_exclusive_group()
@@ -40,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size, window=args.window, restart=args.restart,
                          progress=args.progress, device=args.device, num_threads=args.threads,
                          devices=args.devices, accelerator=args.accelerator, strategy=args.strategy,
-                         num_nodes=args.num_nodes)
+                         num_nodes=args.num_nodes, max_chars=args.max_chars, truncate=args.truncate)
     if summary is not None:  # None: a non-zero rank of a data-parallel job
         print(json.dumps(summary), file=sys.stderr)
     return 0

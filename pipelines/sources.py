@@ -5,7 +5,9 @@ data, wrong for a job that has to go on) and do not report byte offsets, which a
 seek back to where it stopped.
 
 A *window* is the job's unit of work and of commit: ``window_size`` input lines for .txt/.jsonl (blank and
-bad lines included), ``window_size`` sentences (and ``-DOCSTART-`` lines) for CoNLL. Where a window ends
+bad lines included), ``window_size`` sentences (and ``-DOCSTART-`` lines) for CoNLL, or fewer once the window
+holds ``WINDOW_BYTES`` of input. A line over ``max_line_bytes`` is streamed past (hashed, never held) and
+reported as a bad line, so neither one line nor one window can take unbounded memory. Where a window ends
 depends only on the bytes from its start, so a job resumed at a window boundary, or a data-parallel rank
 that takes every k-th window, cuts the input exactly as one uninterrupted run does: the same windows, the
 same length-sorted batches, the same output bytes.
@@ -25,6 +27,11 @@ from toolkit.errors import DataError
 
 KINDS = ("txt", "jsonl", "conll")
 HASH_BLOCK = 1 << 20
+BOM = "\ufeff"
+WINDOW_BYTES = 32 << 20
+"""A window ends early once it holds this much input (a window of 4,096 lines of 100 kB each would be 400 MB)."""
+MAX_LINE_BYTES = 8 << 20
+"""Default longest line read; longer ones become errors-file records (configurable per reader)."""
 
 
 @dataclass(frozen=True)
@@ -123,19 +130,30 @@ def _json_text(line: str, text_field: str) -> str:
 
 
 class _ConllState:
-    """Groups CoNLL lines into sentences; a bad line spoils its whole sentence (reported once)."""
+    """Groups CoNLL lines into sentences; a bad line spoils its whole sentence (reported once).
 
-    def __init__(self) -> None:
+    A sentence whose lines add up to more than ``max_bytes`` is a bad one too, and its lines stop being
+    kept as soon as it gets there: a file with no blank lines cannot grow one sentence without bound.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
         self.lines: list[str] = []
         self.first = 0
+        self.size = 0
+        self.max_bytes = max_bytes
         self.bad: Bad | None = None
 
     def add(self, number: int, text: str | None, reason: str) -> None:
         if not self.lines and self.bad is None:
             self.first = number
+        if text is not None and self.bad is None:
+            self.size += len(text)
+            if self.size > self.max_bytes:
+                text, reason = None, f"sentence is longer than {self.max_bytes} characters"
         if text is None:
             self.bad = self.bad or Bad(number, f"{reason}; sentence from line {self.first} skipped")
-        else:
+            self.lines = []
+        elif self.bad is None:
             self.lines.append(text)
 
     def close(self) -> list[Item]:
@@ -144,7 +162,7 @@ class _ConllState:
             items.append(self.bad)
         elif self.lines:
             items.append(Sentence(self.first, self.lines, [line.split()[0] for line in self.lines]))
-        self.lines, self.bad = [], None
+        self.lines, self.bad, self.size = [], None, 0
         return items
 
 
@@ -156,19 +174,28 @@ class InputReader:
             or a CoNLL column file (first column = token); optionally gzipped.
         text_field: the .jsonl field holding the text.
         window_size: lines (.txt/.jsonl) or sentences (CoNLL) per window.
+        max_line_bytes: longest line read (bytes, newline excluded); a longer line becomes a :class:`Bad` record.
     """
 
-    def __init__(self, path: str | Path, text_field: str = "text", window_size: int = 4096) -> None:
+    def __init__(self, path: str | Path, text_field: str = "text", window_size: int = 4096,
+                 max_line_bytes: int = MAX_LINE_BYTES) -> None:
         if window_size < 1:
             raise ValueError(f"window_size must be at least 1, got {window_size}")
         self.path = Path(path)
         self.kind = input_kind(path)
         self.text_field = text_field
         self.window_size = window_size
+        self.max_line_bytes = max_line_bytes
 
-    def _items(self, number: int, raw: bytes, conll: _ConllState) -> tuple[list[Item], int]:
-        """Items completed by one line, and how many window units the line completes."""
-        text, reason = _decode(raw)
+    def _items(self, number: int, raw: bytes | None, conll: _ConllState) -> tuple[list[Item], int]:
+        """Items completed by one line (None: a line over the length limit), and how many window units it completes."""
+        if raw is None:
+            text, reason = None, (f"line is longer than {self.max_line_bytes} bytes; it was skipped unread "
+                                  "(split it, or raise --max-chars, which raises this limit too)")
+        else:
+            text, reason = _decode(raw)
+            if number == 1 and text is not None:
+                text = text.removeprefix(BOM)  # a UTF-8 byte-order mark opening the file is not text
         if self.kind == "conll":
             columns = text.split() if text is not None else [None]
             if not columns:  # blank line: the sentence (if any) ends here
@@ -217,24 +244,43 @@ class InputReader:
                 raise DataError(self.path, f"is shorter than the start offset {start.offset}")
             yield from self._scan(handle, start, digest, keep or (lambda _: True))
 
+    def _lines(self, handle, digest) -> Iterator[tuple[bytes | None, int]]:
+        """``(line, or None if it is over the limit; bytes it took)`` per input line, each byte hashed into
+        ``digest`` as it is read: an over-long line is streamed past, never held whole."""
+        limit = self.max_line_bytes + 2  # room for "\r\n"
+        while True:
+            raw = handle.readline(limit)
+            if not raw:
+                return
+            digest.update(raw)
+            if raw.endswith(b"\n") or len(raw) < limit:
+                yield raw, len(raw)
+                continue
+            size = len(raw)
+            while raw and not raw.endswith(b"\n"):
+                raw = handle.readline(HASH_BLOCK)
+                digest.update(raw)
+                size += len(raw)
+            yield None, size
+
     def _scan(self, handle, start: Position, digest, keep: Callable[[int], bool]) -> Iterator[Window]:
         window = Window(start, start)
-        offset, number, units = start.offset, start.line, 0
-        conll = _ConllState()
+        offset, number, units, size = start.offset, start.line, 0, 0
+        conll = _ConllState(self.max_line_bytes)
         try:
-            for raw in handle:
-                digest.update(raw)
-                offset += len(raw)
+            for raw, length in self._lines(handle, digest):
+                offset += length
+                size += length
                 number += 1
                 items, completed = self._items(number, raw, conll)
                 window.items.extend(items)
                 units += completed
-                if units >= self.window_size:
+                if units >= self.window_size or (completed and size >= WINDOW_BYTES):
                     window.end = Position(window.index + 1, offset, number)
                     window.digest = digest.hexdigest()
                     if keep(window.index):
                         yield window
-                    window, units = Window(window.end, window.end), 0
+                    window, units, size = Window(window.end, window.end), 0, 0
             window.items.extend(conll.close())
         except (OSError, EOFError) as error:  # e.g. a truncated .gz file
             raise DataError(self.path, f"cannot be read after line {number}: {error}") from None

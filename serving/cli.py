@@ -58,12 +58,14 @@ def build_env(args: argparse.Namespace, base: dict[str, str] | None = None) -> d
     """The environment of the ``bentoml serve`` process, checked like the service will check it.
 
     Raises:
-        ToolkitError: no models, a directory that is not a model directory, two models for one task, or a
-            bad option value; the message names it.
+        ToolkitError: no models, a directory that is not a model directory or does not load (weights that do
+            not fit its config, a missing or corrupt file), two models for one task, or a bad option value;
+            the message names it.
     """
     from serving.registry import resolve_sources
     from serving.settings import ServeSettings
     from toolkit.errors import ConfigError
+    from toolkit.predict import Predictor
 
     env = dict(os.environ if base is None else base)
     dirs = [str(Path(d).resolve()) for d in args.model_dirs]
@@ -83,7 +85,10 @@ def build_env(args: argparse.Namespace, base: dict[str, str] | None = None) -> d
                 store = os.environ.get("BENTOML_HOME", "~/bentoml")
                 raise ConfigError(f"no model {tag!r} in the BentoML store ({store}); import one with "
                                   "`python -m serving.import_model MODEL_DIR`") from None
-    resolve_sources(paths)  # every directory readable, one model per task
+    for source in resolve_sources(paths):  # every directory readable, one model per task
+        # Load each model once here, weights against config, so a broken one stops the command now instead of
+        # leaving a server that answers 503 forever (the workers load again, on their own devices).
+        Predictor.load(source.path, device="cpu")
     env["BILSTM_MODEL_DIRS"] = os.pathsep.join(dirs)
     env["BILSTM_BENTO_MODELS"] = ",".join(args.model_tag)
     for option, variable in OPTIONS.items():

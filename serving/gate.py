@@ -5,23 +5,28 @@ reach the batcher (it would fail every request batched with it). The gate answer
 ``{"error": "...", "detail": [...]}``:
 
 =====  ==========================================================================================
-404    the endpoint's task has no model loaded (the message lists the loaded tasks)
-405    not a POST (left to BentoML)
+404    the endpoint's task has no model loaded (the message lists the loaded tasks), or no such route
+405    a method the route does not take (e.g. GET /classify)
 400    the body is not valid JSON (or not UTF-8)
 413    the body, the number of texts or a text is over the configured limit
 415    a Content-Type other than JSON
 422    valid JSON of the wrong shape: not an object, ``texts`` missing or not a list of strings,
-       an empty list, an empty or blank text, an unknown field
+       an empty list, an empty or blank text, a text with a lone surrogate (``"\ud800"``), an unknown field
 503    the models are still loading (``Retry-After``), failed to load, or none are configured
 =====  ==========================================================================================
 
 A request that passes is handed on unchanged (the body is replayed) to BentoML, which parses it again
-with the same pydantic model; a few microseconds per request.
+with the same pydantic model; a few microseconds per request. Answers BentoML itself gives as plain text
+(404 for an unknown route, 405 for a wrong method) are rewritten as the same JSON ``{"error": ...}``, so every
+error of the API is JSON. ``GET /docs`` (and ``/``) answer the OpenAPI (Swagger) UI, built from the files in
+BentoML's package and nothing from the internet (BentoML's own index page loads Google Tag Manager); the schema
+itself is ``/docs.json``.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -29,7 +34,11 @@ from pydantic import BaseModel, ValidationError
 from serving.registry import TASKS, ModelRegistry
 
 Scope = dict[str, Any]
+DOCS_PAGE = Path(__file__).parent / "assets" / "docs.html"
+DOCS_PATHS = ("/", "/docs", "/docs/")
 JSON_TYPES = ("application/json", "text/json")
+UNUSABLE_STRING = ("the text contains an unpaired UTF-16 surrogate (such as \\ud800): it is not valid Unicode; "
+                   "send valid Unicode text")
 
 
 class RequestGate:
@@ -46,9 +55,16 @@ class RequestGate:
         self.routes = {f"/{task}": task for task in TASKS}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        task = self.routes.get(scope.get("path", "")) if scope["type"] == "http" else None
-        if task is None or scope.get("method") != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path in DOCS_PATHS and scope.get("method") in ("GET", "HEAD"):
+            await _send_page(send, DOCS_PAGE.read_bytes())
+            return
+        task = self.routes.get(path)
+        if task is None or scope.get("method") != "POST":
+            await self.app(scope, receive, _json_errors(scope, send))
             return
         refusal = self._refuse_early(task, scope)
         body = b""
@@ -119,14 +135,31 @@ class RequestGate:
         try:
             self.request_model.model_validate_json(body)
         except ValidationError as error:
-            return self._explain(error)
+            return self._explain(error, body)
         return None
 
-    def _explain(self, error: ValidationError) -> tuple[int, dict, dict]:
+    def _valid_json_unusable_text(self, body: bytes) -> tuple[int, dict, dict] | None:
+        """A 422 for JSON that pydantic's parser refuses only for a lone surrogate escape (``"\\ud800"``).
+
+        Such a body is valid JSON (RFC 8259 allows the escape) but its text is not Unicode; it is an invalid
+        text like an empty one, not a broken body. None when the body is not valid JSON after all.
+        """
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+        try:
+            self.request_model.model_validate(data)
+        except ValidationError as error:
+            return self._explain(error, b"")
+        return None
+
+    def _explain(self, error: ValidationError, body: bytes) -> tuple[int, dict, dict]:
         details = error.errors(include_url=False, include_input=False, include_context=False)
         for item in details:
             if item["type"] in ("json_invalid", "json_type"):
-                return 400, {"error": f"the request body is not valid JSON: {item['msg']}"}, {}
+                return self._valid_json_unusable_text(body) or (
+                    400, {"error": f"the request body is not valid JSON: {item['msg']}"}, {})
         for item in details:
             location = tuple(item["loc"])
             if item["type"] == "too_long" and location == ("texts",):
@@ -137,7 +170,8 @@ class RequestGate:
                                       "characters", "detail": details}, {}
         first = details[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        message = f"invalid request: {where}: {first['msg']}"
+        problem = UNUSABLE_STRING if first["type"] == "string_unicode" else first["msg"]
+        message = f"invalid request: {where}: {problem}"
         if len(details) > 1:
             message += f" (and {len(details) - 1} more problem{'s' if len(details) > 2 else ''})"
         return 422, {"error": message, "detail": [_jsonable(item) for item in details]}, {}
@@ -146,6 +180,39 @@ class RequestGate:
 def _jsonable(item: dict) -> dict:
     return {key: (value if isinstance(value, (str, int, float, list, tuple, type(None))) else str(value))
             for key, value in item.items()}
+
+
+def _json_errors(scope: Scope, send: Any) -> Any:
+    """``send``, but a plain-text 404/405 from BentoML/starlette goes out as ``{"error": ...}`` JSON."""
+    held: dict[str, Any] = {}
+
+    async def send_json_errors(message: dict) -> None:
+        if message["type"] == "http.response.start" and message["status"] in (404, 405):
+            headers = {key.lower(): value for key, value in message.get("headers", [])}
+            if not headers.get(b"content-type", b"").startswith(b"application/json"):
+                held["start"], held["allow"] = message, headers.get(b"allow", b"").decode("latin-1")
+                return
+        if "start" not in held:
+            await send(message)
+            return
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            status, method, path = held["start"]["status"], scope.get("method", ""), scope.get("path", "")
+            if status == 404:
+                error = (f"no route {path!r}; the API answers POST /classify, /tag, /translate, GET /readyz, "
+                         "/livez, /metrics, /docs.json and the OpenAPI UI at /")
+                headers = {}
+            else:
+                error = f"{path} does not take {method}; use {held['allow'] or 'another method'}"
+                headers = {"allow": held["allow"]} if held["allow"] else {}
+            await _send_json(send, status, {"error": error}, headers)
+
+    return send_json_errors
+
+
+async def _send_page(send: Any, page: bytes) -> None:
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(page)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": page})
 
 
 async def _send_json(send: Any, status: int, payload: dict, headers: dict[str, str]) -> None:

@@ -10,14 +10,14 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from toolkit.data.textrules import text_problem
+
 
 def _usable_text(text: str) -> str:
-    if not text.strip():
-        raise ValueError("text is empty or blank; there is nothing to predict")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("text contains an unpaired UTF-16 surrogate (e.g. \\ud800); send valid Unicode") from None
+    """The Predictor's own rule (``toolkit.data.textrules``), so the gate refuses exactly what it would."""
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValueError(f"text {problem}")
     return text
 
 
@@ -45,6 +45,8 @@ class ClassifyResult(BaseModel):
     label: str
     score: float
     probabilities: dict[str, float]
+    input_truncated: bool = False
+    """Present (true) only when the text was cut to the length limit before the model read it."""
 
 
 class EntityResult(BaseModel):
@@ -65,6 +67,8 @@ class TagResult(BaseModel):
     entities: list[EntityResult]
     tokens: list[str]
     tags: list[str]
+    input_truncated: bool = False
+    """Present (true) only when the text was cut to the length limit before the model read it."""
 
 
 class TranslateResult(BaseModel):
@@ -75,6 +79,8 @@ class TranslateResult(BaseModel):
     score: float
     truncated: bool = False
     """Present (true) only when the output hit the length limit before ending."""
+    input_truncated: bool = False
+    """Present (true) only when the source was cut to the length limit before the model read it."""
 
 
 class ErrorResponse(BaseModel):

@@ -24,6 +24,18 @@ def run_bilstm(*args: str, cwd: Path | None = None, timeout: float = 600) -> sub
                           timeout=timeout)
 
 
+def copy_with_wrong_hidden_size(model_dir: Path, target: Path) -> Path:
+    """A copy of a classifier model directory whose meta.json no longer fits its weights (checksums still pass)."""
+    import json
+    import shutil
+
+    shutil.copytree(model_dir, target)
+    meta = json.loads((target / "meta.json").read_text())
+    meta["model_config"]["network"]["encoder"]["hidden_size"] += 1
+    (target / "meta.json").write_text(json.dumps(meta))
+    return target
+
+
 @pytest.fixture(scope="session")
 def textcat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`bilstm fit` on the bundled sentiment sample (a few epochs); returns the run directory."""

@@ -1,10 +1,12 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import copy_with_wrong_hidden_size
 from toolkit.artifact import FORMAT_VERSION, load_model_dir, save_model_dir
 from toolkit.errors import ModelDirError
 from toolkit.predict import Predictor
@@ -97,11 +99,7 @@ def test_malformed_file_lists_are_refused_before_any_file_is_touched(tmp_path, f
 
 
 def test_weights_that_do_not_fit_the_config_are_named(textcat_model_dir, tmp_path):
-    copy = tmp_path / "copy"
-    shutil.copytree(textcat_model_dir, copy)
-    meta = json.loads((copy / "meta.json").read_text())
-    meta["model_config"]["network"]["encoder"]["hidden_size"] += 1
-    (copy / "meta.json").write_text(json.dumps(meta))
+    copy = copy_with_wrong_hidden_size(textcat_model_dir, tmp_path / "copy")
     with pytest.raises(ModelDirError, match=r"weights do not match the model config.*wrong shapes"):
         Predictor.load(copy, device="cpu")
 
@@ -116,3 +114,45 @@ def test_no_pickle_in_the_model_directory(textcat_model_dir):
     assert tensors and all(set(entry) >= {"dtype", "shape", "data_offsets"} for entry in tensors)
     for name in ("meta.json", "vocab.json"):
         json.loads((textcat_model_dir / name).read_text())  # plain JSON, nothing else
+
+
+def _rewrite_meta(path, change):
+    meta = json.loads((path / "meta.json").read_text())
+    change(meta)
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+def test_a_file_the_loader_needs_must_be_listed(textcat_model_dir, tmp_path):
+    copy = Path(shutil.copytree(textcat_model_dir, tmp_path / "copy"))
+    (copy / "vocab.json").unlink()
+    _rewrite_meta(copy, lambda meta: meta["files"].pop("vocab.json"))
+    with pytest.raises(ModelDirError, match=r"meta\.json does not list vocab\.json, which a 'classify' model needs"):
+        Predictor.load(copy, device="cpu")
+    shutil.copy(textcat_model_dir / "vocab.json", copy / "vocab.json")  # present but unlisted: still never read
+    with pytest.raises(ModelDirError, match=r"does not list vocab\.json"):
+        Predictor.load(copy, device="cpu")
+
+
+def test_links_are_refused_even_with_the_right_checksum(textcat_model_dir, tmp_path):
+    copy = Path(shutil.copytree(textcat_model_dir, tmp_path / "copy"))
+    outside = tmp_path / "elsewhere.json"
+    shutil.move(copy / "vocab.json", outside)
+    (copy / "vocab.json").symlink_to(outside)  # same bytes, so the checksum alone would pass
+    with pytest.raises(ModelDirError, match=r"vocab\.json is a symbolic link"):
+        Predictor.load(copy, device="cpu")
+    (copy / "vocab.json").unlink()
+    shutil.copy(outside, copy / "vocab.json")
+    (copy / "meta.json").rename(tmp_path / "meta.json")
+    (copy / "meta.json").symlink_to(tmp_path / "meta.json")
+    with pytest.raises(ModelDirError, match=r"meta\.json is a symbolic link"):
+        Predictor.load(copy, device="cpu")
+
+
+def test_a_folder_read_whole_may_hold_only_listed_files(tmp_path):
+    source = tmp_path / "config.json"
+    source.write_text("{}")
+    path = write(tmp_path / "m", extra_files={"transformer/config.json": source})
+    assert load_model_dir(path).folder("transformer") == path / "transformer"
+    (path / "transformer" / "tokenizer_config.json").write_text('{"auto_map": {}}')
+    with pytest.raises(ModelDirError, match=r"holds files meta\.json does not list \(transformer/tokenizer_config"):
+        load_model_dir(path).folder("transformer")

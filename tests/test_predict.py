@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -38,10 +40,15 @@ def test_batch_size_and_batch_company_do_not_change_results(predictor):
 def test_bad_inputs_raise_clear_errors(predictor):
     with pytest.raises(InputError, match="not a single string"):
         predictor.predict("just one text")
-    with pytest.raises(InputError, match="text 1 is empty or blank"):
+    with pytest.raises(InputError, match="text 1 '   ' is empty or blank"):
         predictor.predict(["fine", "   "])
+    with pytest.raises(InputError, match=re.escape(r"text 1 '\x00\x07 ' is empty or blank")):
+        predictor.predict(["fine", "\x00\x07 "])
     with pytest.raises(InputError, match="text 0 is a int"):
         predictor.predict([3])
+    with pytest.raises(InputError, match=re.escape(r"text 1 'x \ud800 y' contains an unpaired UTF-16 surrogate "
+                                                   "U+D800 at character 2")):
+        predictor.predict(["fine", "x \ud800 y"])
 
 
 def test_predictor_does_not_import_lightning(textcat_model_dir):

@@ -262,6 +262,10 @@ def test_saved_pipeline_is_self_contained_and_loads_in_a_fresh_process(textcat_m
         assert sorted(p.name for p in (saved / name).iterdir()) == [MODEL_SUBDIR]
     for original in originals.values():
         shutil.rmtree(original)
+    # Whatever is at the original paths now, the saved pipeline reads its own copies: an empty folder where
+    # the NER model was, a model of another task where the classifier was, nothing where the translator was.
+    originals["ner"].mkdir()
+    shutil.copytree(translate_model_dir, originals["textcat"])
 
     code = textwrap.dedent(f"""
         import json, sys

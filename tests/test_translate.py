@@ -104,8 +104,16 @@ def test_attention_weights_on_request_and_heatmap_png(predictor, tmp_path):
 
 
 def test_bad_inputs_raise_clear_errors(predictor):
-    with pytest.raises(InputError, match="text 1 is empty or blank"):
+    with pytest.raises(InputError, match="text 1 '  ' is empty or blank"):
         predictor.predict(["Ein Hund.", "  "])
+    with pytest.raises(InputError, match=r"text 0 .* is 31 characters long, over the limit of 30"):
+        predictor.max_chars = 30
+        predictor.predict(["Ein Hund läuft über den Strand."])
+    predictor.truncate = True
+    cut = predictor.predict(["Ein Hund läuft über den Strand."])[0]
+    predictor.max_chars, predictor.truncate = 20_000, False
+    assert cut.input_truncated and cut.source == "Ein Hund läuft über den Strand."
+    assert cut.to_dict()["input_truncated"] is True
     with pytest.raises(InputError, match="not a single string"):
         predictor.predict("Ein Hund.")
     with pytest.raises(InputError, match="beam_size"):

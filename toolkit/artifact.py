@@ -52,11 +52,40 @@ class ModelDir:
 
     def json_file(self, name: str) -> Any:
         """A JSON side file (e.g. ``vocab.json``), checked against meta.json's checksum on load."""
-        return json.loads((self.path / name).read_text(encoding="utf-8"))
+        path = self.file(name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ModelDirError(f"{path} is not valid JSON ({error}); re-export the model") from None
 
     def file(self, name: str) -> Path:
-        """Path of a side file listed in meta.json."""
+        """Path of a side file; only files listed (and so checksummed) in meta.json may be read.
+
+        Raises:
+            ModelDirError: ``name`` is not in meta.json's file list (a loader never reads an unchecked file).
+        """
+        if name not in self.meta["files"]:
+            raise ModelDirError(f"{self.path / META_FILE} does not list {name}, which a {self.task!r} model needs; "
+                                "the directory is incomplete or was edited: re-export the model")
         return self.path / name
+
+    def folder(self, name: str) -> Path:
+        """A subfolder read as a whole by another library (e.g. a transformer's files for Hugging Face).
+
+        Raises:
+            ModelDirError: the folder holds a file meta.json does not list (it would be read unchecked).
+        """
+        folder = self.path / name
+        listed = {item for item in self.meta["files"] if item.startswith(f"{name}/")}
+        if not listed:
+            raise ModelDirError(f"{self.path / META_FILE} lists no files under {name}/, which this model needs; "
+                                "re-export the model")
+        present = {item.relative_to(self.path).as_posix() for item in folder.rglob("*") if not item.is_dir()}
+        unlisted = sorted(present - listed)
+        if unlisted:
+            raise ModelDirError(f"{folder} holds files meta.json does not list ({', '.join(unlisted[:3])}); they "
+                                "would be read unchecked: remove them or re-export the model")
+        return folder
 
 
 def _sha256(path: Path) -> str:
@@ -188,7 +217,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     recover_interrupted_swap(root)
     if not root.is_dir():
         raise ModelDirError(f"model directory not found: {root}" if not root.exists() else f"{root} is not a directory")
-    meta_path = root / META_FILE
+    meta_path = _inside(root, META_FILE)
     if not meta_path.is_file():
         raise ModelDirError(f"{root} is not a model directory: {META_FILE} is missing (export one with `bilstm fit`)")
     try:
@@ -232,10 +261,28 @@ def _check_file_list(files: Any, meta_path: Path) -> None:
                                 "re-export the model")
 
 
+def _inside(root: Path, name: str) -> Path:
+    """``root / name``, refused if it or a folder on the way is a symbolic link or it leads out of ``root``."""
+    item = root / name
+    for step in [item, *(root / folder for folder in Path(name).parents[:-1])]:  # the file and its folders
+        if step.is_symlink():
+            raise ModelDirError(f"{step} is a symbolic link; a model directory holds plain files only (a link "
+                                "could make the loader read a file elsewhere): copy the real file in")
+    try:
+        item.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise ModelDirError(f"{item} leads outside the model directory {root}") from None
+    return item
+
+
 def check_files(root: Path, files: dict[str, dict[str, Any]]) -> None:
-    """Every file listed in ``meta.json`` is present in ``root`` with its recorded size and sha256."""
+    """Every file listed in ``meta.json`` is present in ``root`` with its recorded size and sha256.
+
+    Checksums catch corruption (a truncated copy, a flipped bit, a file swapped by mistake), not tampering:
+    whoever can write the files can write a matching meta.json. Links are refused outright.
+    """
     for name, expected in files.items():
-        item = root / name
+        item = _inside(root, name)
         if not item.is_file():
             raise ModelDirError(f"{root} is incomplete: {name} is missing")
         if item.stat().st_size != expected["bytes"] or _sha256(item) != expected["sha256"]:

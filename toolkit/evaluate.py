@@ -10,14 +10,17 @@ from typing import Any
 from toolkit.cli import positive_int
 
 
-def evaluate(model_dir: str | Path, data_file: str | Path, quantize: bool = False, **options: Any) -> dict[str, Any]:
+def evaluate(model_dir: str | Path, data_file: str | Path, quantize: bool = False, max_chars: int | None = None,
+             **options: Any) -> dict[str, Any]:
     """Metrics of a model directory on ``data_file`` as one JSON-able dict (task-specific keys).
 
     ``quantize`` scores the int8 dynamic-quantized CPU model (what ``Predictor.load(..., quantize=True)`` serves).
+    A text the model refuses (invalid Unicode, over ``max_chars``) stops the evaluation with its file and line:
+    scores over a silently shortened test set would mislead.
     """
     from toolkit.predict import Predictor
 
-    predictor = Predictor.load(model_dir, quantize=quantize)  # quantize=True loads on the CPU
+    predictor = Predictor.load(model_dir, quantize=quantize, max_chars=max_chars)  # quantize=True: the CPU
     return {**predictor.evaluate(data_file, **options), **({"quantized": True} if quantize else {})}
 
 
@@ -29,10 +32,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-field", default="label", help="label field of JSONL/CSV files")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--quantize", action="store_true", help="score the int8 dynamic-quantized model (CPU)")
+    parser.add_argument("--max-chars", type=positive_int, help="longest text accepted (default 20000)")
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = evaluate(args.model_dir, args.data_file, text_field=args.text_field, label_field=args.label_field,
-                       batch_size=args.batch_size, quantize=args.quantize)
+                       batch_size=args.batch_size, quantize=args.quantize, max_chars=args.max_chars)
     print(json.dumps(metrics))
     return 0

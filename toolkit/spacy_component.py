@@ -20,9 +20,10 @@ Components keep no per-call state: nothing grows with the number of docs process
 
 Model loading: the factory validates ``meta.json`` at once (a missing ``model`` setting or a model of the
 wrong task fails in ``add_pipe``) and loads the weights on first use. ``from_disk`` loads the saved copy
-at once. A ``model`` path that does not exist only fails on first use, because ``spacy.load`` re-creates
-each component from the saved config (which names the original directory, perhaps deleted since) before
-``from_disk`` points it at the copy saved with the pipeline.
+at once. ``spacy.load`` re-creates each component from the saved config, which names the *original*
+directory (perhaps deleted since, or now holding something else), and then calls ``from_disk`` with the copy
+saved beside it: while spaCy rebuilds a saved pipeline the original path is therefore not read at all, so a
+saved pipeline always loads its own copy. A ``model`` path that does not exist fails on first use.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from spacy.training import Example
 from spacy.util import minibatch
 
 from toolkit.artifact import META_FILE, check_files, read_meta, replace_directory
+from toolkit.data.textrules import is_blank
 from toolkit.errors import ModelDirError
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ class ModelDirPipe(Pipe):
     factory: ClassVar[str] = ""
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 64,
-                 device: str | None = None) -> None:
+                 device: str | None = None, max_chars: int | None = None, truncate: bool = False) -> None:
         """
         Args:
             nlp: the pipeline (its vocab is shared).
@@ -72,6 +74,9 @@ class ModelDirPipe(Pipe):
             model: a model directory written by ``bilstm fit`` (or ``toolkit.artifact.save_model_dir``).
             batch_size: texts per forward pass inside the Predictor.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; None = CUDA when available.
+            max_chars: longest doc text the model takes (None = the Predictor's default, 20,000 characters);
+                a longer doc raises :class:`~toolkit.errors.InputError` naming it, unless ``truncate``.
+            truncate: annotate only the start of a longer doc (the part up to ``max_chars``).
 
         Raises:
             ModelDirError: no ``model`` given, or it exists but is not a valid model directory of this task.
@@ -92,12 +97,17 @@ class ModelDirPipe(Pipe):
                 raise ModelDirError(f"{self.factory} component {name!r}: {error} (device=None picks CUDA when "
                                     "available; spacy.load(path, config={'components.NAME.device': 'cpu'}) "
                                     "overrides a saved setting)") from None
+        if max_chars is not None and max_chars < 1:
+            raise ValueError(f"{self.factory} component {name!r}: max_chars must be >= 1 or None, got {max_chars}")
         self.name = name
         self.vocab = nlp.vocab
         self.batch_size = batch_size
         self.device = device
+        self.max_chars = max_chars
+        self.truncate = truncate
         self.model_path = Path(model)
-        self.meta: dict[str, Any] = self.check_model_dir(self.model_path) if self.model_path.exists() else {}
+        check_now = self.model_path.exists() and not _rebuilding_a_saved_pipeline()
+        self.meta: dict[str, Any] = self.check_model_dir(self.model_path) if check_now else {}
         self._predictor: Predictor | None = None
 
     # ---- the model directory -------------------------------------------------------------------------------
@@ -126,7 +136,8 @@ class ModelDirPipe(Pipe):
             self.meta = self.check_model_dir(self.model_path)
             from toolkit.predict import Predictor
 
-            self._predictor = Predictor.load(self.model_path, device=self.device)
+            self._predictor = Predictor.load(self.model_path, device=self.device, max_chars=self.max_chars,
+                                             truncate=self.truncate)
         return self._predictor
 
     @property
@@ -200,10 +211,31 @@ class ModelDirPipe(Pipe):
         return self
 
 
+def _rebuilding_a_saved_pipeline() -> bool:
+    """Whether spaCy is re-creating the components of a saved pipeline (``spacy.load(path)``).
+
+    Then ``from_disk`` follows at once with the model copy saved in the pipeline, and the ``model`` setting only
+    names where the model came from. spaCy passes no flag for this, so the call stack is asked: every saved
+    pipeline (a path, or an installed package) is read by ``spacy.util.load_model_from_path``.
+    """
+    import sys
+
+    from spacy.util import load_model_from_path
+
+    target = load_model_from_path.__code__
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is target:
+            return True
+        frame = frame.f_back
+    return False
+
+
 class BilstmTextCategorizer(ModelDirPipe):
     """``bilstm_textcat``: ``doc.cats`` = label → probability (exclusive classes: they sum to 1).
 
-    A doc with no text (empty or whitespace only) gets no ``cats``: there is nothing to classify.
+    A doc with no text (empty, or whitespace and control characters only) gets no ``cats``: there is nothing
+    to classify.
     """
 
     task = "classify"
@@ -212,7 +244,7 @@ class BilstmTextCategorizer(ModelDirPipe):
     def predict(self, docs: Iterable[Doc]) -> list[dict[str, float] | None]:
         """Class probabilities per doc (None for a blank doc)."""
         texts = [doc.text for doc in docs]
-        filled = [i for i, text in enumerate(texts) if text.strip()]
+        filled = [i for i, text in enumerate(texts) if not is_blank(text)]
         predictions: list[dict[str, float] | None] = [None] * len(texts)
         if filled:
             predictor = self.predictor
@@ -252,8 +284,10 @@ class BilstmEntityRecognizer(ModelDirPipe):
     factory = "bilstm_ner"
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 32,
-                 device: str | None = None, overwrite_ents: bool = False, spans_key: str | None = None) -> None:
-        super().__init__(nlp, name, model, batch_size=batch_size, device=device)
+                 device: str | None = None, overwrite_ents: bool = False, spans_key: str | None = None,
+                 max_chars: int | None = None, truncate: bool = False) -> None:
+        super().__init__(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
+                         truncate=truncate)
         self.overwrite_ents = overwrite_ents
         self.spans_key = spans_key
 
@@ -306,8 +340,10 @@ class BilstmTranslator(ModelDirPipe):
     factory = "bilstm_translate"
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 64,
-                 device: str | None = None, beam_size: int | None = None, extension: str = "translation") -> None:
-        super().__init__(nlp, name, model, batch_size=batch_size, device=device)
+                 device: str | None = None, beam_size: int | None = None, extension: str = "translation",
+                 max_chars: int | None = None, truncate: bool = False) -> None:
+        super().__init__(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
+                         truncate=truncate)
         if beam_size is not None and beam_size < 1:
             raise ValueError(f"bilstm_translate component {name!r}: beam_size must be >= 1 or None, got {beam_size}")
         self.beam_size = beam_size
@@ -321,7 +357,7 @@ class BilstmTranslator(ModelDirPipe):
     def predict(self, docs: Iterable[Doc]) -> list[Translation | None]:
         """Translations per doc (None for a blank doc); ``beam_size`` None = the model's default."""
         texts = [doc.text for doc in docs]
-        filled = [i for i, text in enumerate(texts) if text.strip()]
+        filled = [i for i, text in enumerate(texts) if not is_blank(text)]
         predictions: list[Translation | None] = [None] * len(texts)
         if filled:
             results = self.predictor.predict([texts[i] for i in filled], self.batch_size, beam_size=self.beam_size)
@@ -352,39 +388,44 @@ def register_doc_extension(extension: str, component: str) -> None:
 
 @Language.factory(
     "bilstm_textcat",
-    default_config={"model": None, "batch_size": 64, "device": None},
+    default_config={"model": None, "batch_size": 64, "device": None, "max_chars": None, "truncate": False},
     assigns=["doc.cats"],
     default_score_weights={"cats_score": 1.0},
 )
-def make_textcat(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None
-                 ) -> BilstmTextCategorizer:
+def make_textcat(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
+                 max_chars: int | None, truncate: bool) -> BilstmTextCategorizer:
     """A text classifier from a ``classify`` model directory; fills ``doc.cats``."""
-    return BilstmTextCategorizer(nlp, name, model, batch_size=batch_size, device=device)
+    return BilstmTextCategorizer(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
+                                 truncate=truncate)
 
 
 @Language.factory(
     "bilstm_ner",
-    default_config={"model": None, "batch_size": 32, "device": None, "overwrite_ents": False, "spans_key": None},
+    default_config={"model": None, "batch_size": 32, "device": None, "overwrite_ents": False, "spans_key": None,
+                    "max_chars": None, "truncate": False},
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
 def make_ner(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
-             overwrite_ents: bool, spans_key: str | None) -> BilstmEntityRecognizer:
+             overwrite_ents: bool, spans_key: str | None, max_chars: int | None, truncate: bool
+             ) -> BilstmEntityRecognizer:
     """An entity recogniser from a ``tag`` model directory; sets ``doc.ents``."""
     return BilstmEntityRecognizer(nlp, name, model, batch_size=batch_size, device=device,
-                                  overwrite_ents=overwrite_ents, spans_key=spans_key)
+                                  overwrite_ents=overwrite_ents, spans_key=spans_key, max_chars=max_chars,
+                                  truncate=truncate)
 
 
 @Language.factory(
     "bilstm_translate",
-    default_config={"model": None, "batch_size": 64, "device": None, "beam_size": None, "extension": "translation"},
+    default_config={"model": None, "batch_size": 64, "device": None, "beam_size": None, "extension": "translation",
+                    "max_chars": None, "truncate": False},
     assigns=["doc._.translation"],
 )
 def make_translate(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
-                   beam_size: int | None, extension: str) -> BilstmTranslator:
+                   beam_size: int | None, extension: str, max_chars: int | None, truncate: bool) -> BilstmTranslator:
     """A translator from a ``translate`` model directory; sets ``doc._.translation``."""
     return BilstmTranslator(nlp, name, model, batch_size=batch_size, device=device, beam_size=beam_size,
-                            extension=extension)
+                            extension=extension, max_chars=max_chars, truncate=truncate)
 
 
 __all__ = [

@@ -8,7 +8,6 @@ metric) is validated once more and exported as a model directory whose path is p
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from pytorch_lightning import LightningDataModule
 from pytorch_lightning.callbacks import ModelSummary
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
@@ -26,77 +24,43 @@ from toolkit.artifact import save_model_dir
 from toolkit.errors import ConfigError
 from toolkit.tasks import TaskModule
 
-# Modules a config may name in a class_path. jsonargparse imports whatever a class_path names, so a
-# config from elsewhere could otherwise make `bilstm fit` import arbitrary code.
-ALLOWED_CLASS_PREFIXES = ("toolkit.", "pytorch_lightning.", "lightning.pytorch.", "torch.optim.", "torchmetrics.")
+# Packages whose classes a config may name. jsonargparse imports whatever import path a value names (a
+# ``class_path``, a bare dotted value for a class-typed option, an inline JSON/YAML string, a nested config
+# file, an environment variable when JSONARGPARSE_DEFAULT_ENV is on). Its import-path policy is checked right
+# before each of those imports, so denying everything ("*") and allowing these packages holds however a
+# path arrives. jsonargparse also checks an object's canonical path (where it is defined: e.g.
+# torch.optim.adamw.AdamW for torch.optim.AdamW), which these entries cover.
+ALLOWED_IMPORT_PATHS = ("toolkit", "pytorch_lightning", "lightning.pytorch", "lightning_fabric", "torch.optim",
+                        "torchmetrics")
 
 
-DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+DENIED_IMPORT = re.compile(r"Importing '([\w.]+)' is not allowed")
 
 
-def _strings(node: Any) -> list[str]:
-    """Every string value (and key) in a parsed YAML/JSON document."""
-    if isinstance(node, dict):
-        return [text for key, value in node.items() for text in (*_strings(key), *_strings(value))]
-    if isinstance(node, list):
-        return [text for value in node for text in _strings(value)]
-    return [node] if isinstance(node, str) else []
+def restrict_import_paths() -> None:
+    """Make jsonargparse refuse (before importing anything) every import path outside the allowed packages."""
+    from jsonargparse import set_parsing_settings
+
+    set_parsing_settings(import_path_denylist=["*"], import_path_allowlist=list(ALLOWED_IMPORT_PATHS))
 
 
-def _names_importable_code(value: str) -> bool:
-    """Whether ``value`` reads as ``package.module.Name`` of an installed package outside the allowed ones.
-
-    jsonargparse imports whatever dotted path a class-typed option gets, whether it comes as ``class_path:``,
-    as a plain value (``logger: pkg.Logger``, ``--trainer.callbacks+=pkg.Cb``, ``--model=pkg.Module``) or from a
-    nested config file, so every value is checked, not only ``class_path`` keys. ``find_spec`` of a top-level
-    name only looks the package up; it runs nothing.
-    """
-    if not DOTTED_NAME.match(value) or value.startswith(ALLOWED_CLASS_PREFIXES):
-        return False
-    try:
-        return importlib.util.find_spec(value.split(".", 1)[0]) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _check_values(values: list[str], source: str, seen: set[Path], base: Path | None = None) -> None:
-    """Refuse importable dotted names in ``values``; recurse into config files they name.
-
-    A nested file name is tried from the working directory and from ``base``, the directory of the config
-    that names it (jsonargparse resolves it either way).
-    """
-    for value in values:
-        if _names_importable_code(value):
-            raise ConfigError(
-                f"{source}: {value!r} names code outside the allowed packages {ALLOWED_CLASS_PREFIXES}; "
-                "configs may only name toolkit, Lightning, torch.optim or torchmetrics classes"
-            )
-        if not value.endswith(CONFIG_SUFFIXES):
-            continue
-        for path in {Path(value), *([base / value] if base else [])}:
-            if not path.is_file() or path.resolve() in seen:
-                continue
-            seen.add(path.resolve())  # a nested config file (``model: model.yaml``) is checked the same way
-            try:
-                content = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (yaml.YAMLError, UnicodeDecodeError) as error:
-                raise ConfigError(f"{path} is not valid YAML: {error}") from None
-            _check_values(_strings(content), str(path), seen, path.parent)
-
-
-def check_class_paths(argv: list[str]) -> None:
-    """Refuse configs and command-line values that name classes outside the allowed packages.
-
-    Checks every command-line value (``--config X``, ``-c X``, ``--key=value``, ``--key value``) and,
-    recursively, every string in every YAML/JSON file named on the command line or inside such a file.
-    """
-    values: list[str] = []
+def check_config_files(argv: list[str]) -> None:
+    """A ``--config``/``-c`` file that does not exist: one clear line instead of jsonargparse's usage text."""
     for position, arg in enumerate(argv):
         if arg in ("-c", "--config") and position + 1 < len(argv) and not Path(argv[position + 1]).is_file():
             raise ConfigError(f"config file not found: {argv[position + 1]}")
-        values.append(arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg)
-    _check_values(values, "command line", set())
+
+
+class ToolkitArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser, but a value naming code outside the allowed packages is one clear error line."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        denied = DENIED_IMPORT.search(message)
+        if denied:
+            raise ConfigError(f"{denied.group(1)!r} names code outside the allowed packages "
+                              f"({', '.join(ALLOWED_IMPORT_PATHS)}); a config or command line may only name toolkit, "
+                              "Lightning, torch.optim or torchmetrics classes, and nothing else is imported")
+        super().error(message, ex)
 
 
 class ToolkitCLI(LightningCLI):
@@ -169,7 +133,8 @@ def export_model(model: TaskModule, datamodule: LightningDataModule, target: str
 
 def run(argv: list[str]) -> None:
     """Run LightningCLI on ``argv`` (e.g. ``["fit", "--config", "configs/textcat_sample.yaml"]``)."""
-    check_class_paths(argv)
+    check_config_files(argv)
+    restrict_import_paths()
     ToolkitCLI(
         TaskModule,
         LightningDataModule,
@@ -181,6 +146,7 @@ def run(argv: list[str]) -> None:
         auto_configure_optimizers=False,
         # Resuming uses the config given on the command line; checkpoints hold plain-dict hparams.
         load_from_checkpoint_support=False,
+        parser_class=ToolkitArgumentParser,
     )
 
 

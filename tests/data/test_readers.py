@@ -57,7 +57,7 @@ def test_bad_json_and_wrong_types(tmp_path):
     with pytest.raises(DataError, match=r"bad.jsonl:1: field 'text' must be a string"):
         read_labelled(path)
     path.write_text('{"text": "  ", "label": "pos"}\n')
-    with pytest.raises(DataError, match=r"bad.jsonl:1: field 'text' is empty"):
+    with pytest.raises(DataError, match=r"bad.jsonl:1: field .text. is empty or blank"):
         read_labelled(path)
 
 

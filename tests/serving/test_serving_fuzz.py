@@ -1,7 +1,10 @@
 """Property-based fuzzing of the live endpoints: whatever the body or Content-Type, never a 5xx.
 
 Bodies: arbitrary JSON values, near-valid ``{"texts": [...]}`` objects (blank, very long, surrogate and
-control characters, extra keys, too many texts), JSON with invalid UTF-8, and raw bytes.
+control characters, extra keys, too many texts), JSON with invalid UTF-8, and raw bytes. For well-formed
+requests the answer is exactly what the documented rules say: 200 with one result per text, in order, when
+every text is usable and within the limits; otherwise 413 (too many or too long) or 422 (a text the model
+cannot take), with a JSON error body.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.serving.conftest import LIMITS
+from toolkit.data.textrules import text_problem
 
 TASKS = ["classify", "tag", "translate"]
 
@@ -53,3 +59,33 @@ def test_no_request_gets_a_5xx(client, task, body, content_type):
         assert isinstance(payload, list) and len(payload) == len(json.loads(body)["texts"])
     else:
         assert isinstance(payload, dict) and payload["error"]
+
+
+any_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=60) | texts
+
+
+@pytest.mark.parametrize("task", TASKS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.lists(any_text, min_size=1, max_size=10))
+def test_well_formed_requests_get_the_documented_answer(client, task, batch):
+    body = json.dumps({"texts": batch}).encode()  # ASCII with \\uXXXX escapes: lone surrogates stay valid JSON
+    response = client.post(f"/{task}", content=body, headers={"content-type": "application/json"})
+    batch = json.loads(body)["texts"]  # what the server reads: an escaped high+low surrogate pair is one character
+    max_texts, max_chars = int(LIMITS["BILSTM_MAX_TEXTS"]), int(LIMITS["BILSTM_MAX_CHARS"])
+    if len(batch) > max_texts or any(len(text) > max_chars for text in batch):
+        assert response.status_code == 413, response.text
+    elif any(text_problem(text) for text in batch):
+        assert response.status_code == 422, response.text
+        first = next(i for i, text in enumerate(batch) if text_problem(text))
+        assert f"texts.{first}" in response.json()["error"]
+    else:
+        assert response.status_code == 200, response.text
+        results = response.json()
+        assert len(results) == len(batch)
+        for text, result in zip(batch, results, strict=True):
+            if task == "translate":
+                assert result["source"] == text
+            elif task == "tag":
+                assert all(text[e["start"]:e["end"]] == e["text"] for e in result["entities"])
+            else:
+                assert abs(sum(result["probabilities"].values()) - 1) < 1e-4

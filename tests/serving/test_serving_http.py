@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -78,6 +79,9 @@ BAD_REQUESTS = [  # (body, content type, status, words in the message)
     (b'{"texts": []}', "application/json", 422, "at least 1"),
     (b'{"texts": [""]}', "application/json", 422, "texts.0"),
     (b'{"texts": ["fine", "   \\n\\t"]}', "application/json", 422, "blank"),
+    (b'{"texts": ["fine", "\\u0000\\u0007"]}', "application/json", 422, "blank"),
+    (b'{"texts": ["lone \\ud800 surrogate"]}', "application/json", 422, "surrogate"),
+    (b'{"texts": ["ok", "\\udfff"]}', "application/json", 422, "texts.1"),
     (b'{"texts": ["ok"], "beam_size": 3}', "application/json", 422, "beam_size"),
     (b'{"texts": ["ok"]}', "text/plain", 415, "application/json"),
     (b'{"texts": ["ok"]}', "application/x-www-form-urlencoded", 415, "application/json"),
@@ -100,9 +104,26 @@ def test_body_over_the_byte_limit_is_413_without_reading_it(client):
     assert response.status_code == 413 and "bytes" in response.json()["error"]
 
 
-def test_wrong_method_and_unknown_route(client):
-    assert client.get("/classify").status_code == 405
-    assert client.post("/nope", json={"texts": ["a"]}).status_code == 404
+def test_wrong_method_and_unknown_route_answer_json(client):
+    wrong_method = client.get("/classify")
+    assert wrong_method.status_code == 405 and wrong_method.headers["content-type"] == "application/json"
+    assert "POST" in wrong_method.headers["allow"] and "does not take GET" in wrong_method.json()["error"]
+    for method, path in (("POST", "/nope"), ("GET", "/nope/deeper"), ("DELETE", "/x")):
+        response = client.request(method, path)
+        assert response.status_code == 404 and response.headers["content-type"] == "application/json"
+        assert response.json()["error"].startswith(f"no route {path!r}")
+
+
+def test_the_openapi_ui_is_where_the_docs_say_and_needs_no_internet(client):
+    for path in ("/docs", "/"):
+        page = client.get(path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert 'id="swagger-ui"' in page.text and "http" not in page.text.lower()  # nothing from the internet
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert assets and all(client.get(asset).status_code == 200 for asset in assets)
+    initializer = client.get("/static_content/swagger-initializer.js").text
+    assert 'url: "./docs.json"' in initializer
+    assert "/classify" in client.get("/docs.json").json()["paths"]
 
 
 def test_bad_requests_never_fail_the_requests_batched_with_them(client, predictors):

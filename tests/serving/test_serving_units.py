@@ -13,7 +13,7 @@ from serving.gate import RequestGate
 from serving.registry import ModelRegistry, ModelSource, autocast_dtype, pick_device, resolve_sources
 from serving.schemas import request_model
 from serving.settings import ServeSettings
-from tests.conftest import run_bilstm
+from tests.conftest import copy_with_wrong_hidden_size, run_bilstm
 from toolkit.errors import ConfigError, ModelDirError
 
 # BentoML 1.4.40's own IO models call a pydantic API deprecated in 2.11; not ours to fix.
@@ -158,3 +158,12 @@ def test_a_failing_batch_is_retried_text_by_text():
     assert run(holder, "classify", ["a", "b"]) == [{"label": "a"}, {"label": "b"}]
     with pytest.raises(UnprocessableEntity, match="could not be processed"):
         run(holder, "classify", ["a", "poison"])
+
+
+def test_serve_loads_every_model_before_starting(textcat_model_dir, tmp_path):
+    """Weights that do not fit the config pass the checksums but must still stop `bilstm serve` (and --dry-run)."""
+    copy = copy_with_wrong_hidden_size(textcat_model_dir, tmp_path / "copy")
+    for extra in (["--dry-run"], []):
+        result = run_bilstm("serve", str(copy), *extra)
+        assert result.returncode == 2, result.stderr
+        assert "weights do not match the model config" in result.stderr and "Traceback" not in result.stderr

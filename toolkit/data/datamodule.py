@@ -1,12 +1,20 @@
-"""The part every task's DataModule shares: length-bucketed loaders over prepared datasets."""
+"""The part every task's DataModule shares: length-bucketed loaders over prepared datasets.
+
+Under DDP, evaluation must score every dev example exactly once. Lightning's default distributed sampler pads
+each rank's share by repeating examples so that all ranks get the same count; scores over that padded set
+differ from the corpus figure. Evaluation loaders therefore shard the dev set themselves, without padding
+(:class:`RankShard`), and the tasks combine the shards' statistics (torchmetrics' synced states, or gathered
+predictions for entity F1) into corpus-level metrics.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+import torch
+from torch.utils.data import DataLoader, IterableDataset, RandomSampler, SequentialSampler
 
 from toolkit.data.batching import BucketBatchSampler
 from toolkit.errors import DataError
@@ -34,6 +42,9 @@ class BucketedDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.datasets[split]
+        if not train and torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:
+            return self._rank_loader(split)
         sampler = RandomSampler(dataset) if train else SequentialSampler(dataset)
         batch_size = self.hparams.batch_size if train else self.hparams.eval_batch_size
         batches = BucketBatchSampler(sampler, batch_size, drop_last=False, lengths=dataset.lengths,
@@ -41,6 +52,19 @@ class BucketedDataModule(pl.LightningDataModule):
         workers = self.hparams.num_workers
         return DataLoader(dataset, batch_sampler=batches, collate_fn=type(self).collate,
                           num_workers=workers, persistent_workers=workers > 0)
+
+    def _rank_loader(self, split: str) -> DataLoader:
+        """This rank's share of an evaluation split (examples ``rank::world``, no padding), length-bucketed."""
+        dataset = self.datasets[split]
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        if len(dataset) < world:
+            raise DataError(f"data.{split}", f"has {len(dataset)} examples, fewer than the {world} DDP processes",
+                            hint="use fewer devices or a larger dev set")
+        share = list(range(rank, len(dataset), world))
+        batches = list(BucketBatchSampler(share, self.hparams.eval_batch_size, lengths=dataset.lengths,
+                                          shuffle=False))
+        # An iterable dataset: Lightning leaves its sampling alone (no distributed sampler injected).
+        return DataLoader(RankShard(dataset, batches, type(self).collate), batch_size=None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -50,3 +74,17 @@ class BucketedDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
+
+
+class RankShard(IterableDataset):
+    """Fixed batches of a dataset (one DDP rank's share), collated; iterated in order, sized for Lightning."""
+
+    def __init__(self, dataset: Any, batches: Sequence[list[int]], collate: Callable[[list[Any]], Any]) -> None:
+        self.dataset, self.batches, self.collate = dataset, list(batches), collate
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.batches:
+            yield self.collate([self.dataset[index] for index in batch])
+
+    def __len__(self) -> int:
+        return len(self.batches)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit.data.textrules import text_problem
 from toolkit.errors import DataError
 
 JSONL_SUFFIXES = {".jsonl", ".json", ".ndjson"}
@@ -60,13 +61,15 @@ def open_binary(path: str | Path):
 def decoded_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """``(line number, text without the newline)`` for each line, decoding UTF-8 line by line.
 
-    Decoding per line lets an undecodable byte be reported with its line number.
+    Decoding per line lets an undecodable byte be reported with its line number. A UTF-8 byte-order mark
+    opening the file is dropped; CRLF line ends are read like LF.
     """
     with open_binary(path) as handle:
         try:
             for number, raw in enumerate(handle, start=1):
                 try:
-                    yield number, raw.decode("utf-8").rstrip("\r\n")
+                    text = raw.decode("utf-8").rstrip("\r\n")
+                    yield number, text.removeprefix("\ufeff") if number == 1 else text
                 except UnicodeDecodeError as error:
                     raise DataError(
                         path, f"line is not valid UTF-8 (byte {error.start})", number,
@@ -95,8 +98,9 @@ def _field(record: dict, name: str, path: str | Path, line: int, role: str) -> s
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise DataError(path, f"field {name!r} must be a string, got {type(value).__name__}", line)
     value = str(value)
-    if not value.strip():
-        raise DataError(path, f"field {name!r} is empty", line)
+    problem = text_problem(value)
+    if problem is not None:
+        raise DataError(path, f"field {name!r} {problem}", line)
     return value
 
 

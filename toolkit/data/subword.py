@@ -19,6 +19,7 @@ import string
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
+from toolkit.data.textrules import blank_controls
 from toolkit.errors import ConfigError, ModelDirError
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
@@ -72,8 +73,12 @@ class SubwordTokenizer:
         return self.tokenizer.get_vocab_size()
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Texts → subword ids (no ``<s>``/``</s>``; a text of unknown characters only gives ``[<unk>]``)."""
-        return [encoding.ids or [UNK_ID] for encoding in self.tokenizer.encode_batch(list(texts))]
+        """Texts → subword ids (no ``<s>``/``</s>``; a text of unknown characters only gives ``[<unk>]``).
+
+        Control characters are read as spaces, as everywhere in the toolkit (``toolkit.data.textrules``).
+        """
+        texts = [blank_controls(text) for text in texts]
+        return [encoding.ids or [UNK_ID] for encoding in self.tokenizer.encode_batch(texts)]
 
     def decode(self, sequences: Sequence[Sequence[int]]) -> list[str]:
         """Subword ids → detokenised texts (special tokens dropped)."""
@@ -125,5 +130,5 @@ def train_subword(texts: Iterable[str], settings: SubwordSettings, length: int |
     # still decodes exactly ("house." → "▁house" "." → "house.").
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
     tokenizer.decoder = decoders.Metaspace()
-    tokenizer.train_from_iterator(texts, trainer, length=length)
+    tokenizer.train_from_iterator((blank_controls(text) for text in texts), trainer, length=length)
     return SubwordTokenizer(tokenizer)

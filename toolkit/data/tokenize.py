@@ -3,7 +3,7 @@
 ``spacy.blank(lang)`` runs only the tokenizer (no statistical model), so it needs nothing downloaded.
 HTML line breaks (``<br />``, as in IMDB) are blanked to spaces *of the same length* before tokenising,
 which removes them from the tokens while every token's character offsets still point into the original
-text (the NER adapters rely on that).
+text (the NER adapters rely on that). Control characters are blanked the same way (``toolkit.data.textrules``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+
+from toolkit.data.textrules import blank_controls, clip_runs
 
 TRUNCATIONS = ("head", "tail", "head+tail")
 HTML_BREAK = re.compile(r"<br\s*/?\s*>", re.IGNORECASE)
@@ -53,9 +55,21 @@ class Tokenizer:
         self.settings = settings or TokenizerSettings()
         self._spacy_tokenizer = spacy.blank(self.settings.lang).tokenizer
 
+    def _blank(self, text: str) -> str:
+        """HTML breaks (if configured) and control characters → spaces of the same length."""
+        return blank_controls(_blank_breaks(text) if self.settings.html_breaks else text)
+
     def _prepare(self, texts: Iterable[str]) -> Iterator[str]:
         for text in texts:
-            yield _blank_breaks(text) if self.settings.html_breaks else text
+            yield self.clip(text)
+
+    def clip(self, text: str) -> str:
+        """The part of ``text`` (blanked) that tokenisation reads: with ``max_tokens`` set, only the whitespace
+        runs that can supply the kept tokens, so a 1 MB review costs what its last 400 tokens cost and gives
+        exactly the same tokens (:func:`~toolkit.data.textrules.clip_runs`)."""
+        text = self._blank(text)
+        limit = self.settings.max_tokens
+        return clip_runs(text, limit, self.settings.truncate) if limit else text
 
     def _finish(self, tokens: list[str]) -> list[str]:
         if self.settings.lowercase:
@@ -83,5 +97,5 @@ class Tokenizer:
 
     def spans(self, text: str) -> list[tuple[str, int, int]]:
         """``(token, start, end)`` character spans into ``text``; original casing, no truncation."""
-        doc = self._spacy_tokenizer(_blank_breaks(text) if self.settings.html_breaks else text)
+        doc = self._spacy_tokenizer(self._blank(text))
         return [(token.text, token.idx, token.idx + len(token.text)) for token in doc if not token.is_space]

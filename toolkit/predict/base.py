@@ -14,7 +14,11 @@ from typing import Any, ClassVar
 import torch
 
 from toolkit.artifact import ModelDir, load_model_dir
-from toolkit.errors import ConfigError, InputError, ModelDirError
+from toolkit.data.textrules import cut_to_chars, excerpt, text_problem
+from toolkit.errors import ConfigError, DataError, InputError, ModelDirError
+
+DEFAULT_MAX_CHARS = 20_000
+"""Longest text (in characters, after any lossless clipping) a Predictor takes unless told otherwise."""
 
 # task → "module:Class"; imported on demand so loading a classifier never imports the translator.
 PREDICTORS = {
@@ -37,19 +41,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-def check_texts(texts: Sequence[str]) -> list[str]:
-    """Validate a batch of input texts: a list of non-blank strings."""
-    if isinstance(texts, str):
-        raise InputError("predict() takes a list of texts, not a single string; wrap it: predict([text])")
-    checked = list(texts)
-    for position, text in enumerate(checked):
-        if not isinstance(text, str):
-            raise InputError(f"text {position} is a {type(text).__name__}, not a string")
-        if not text.strip():
-            raise InputError(f"text {position} is empty or blank; nothing to predict")
-    return checked
-
-
 class Predictor:
     """Base class; use :meth:`Predictor.load` to get the right subclass for a model directory."""
 
@@ -59,10 +50,15 @@ class Predictor:
         self.model_dir = model_dir
         self.meta: dict[str, Any] = model_dir.meta
         self.device = device
+        self.max_chars = DEFAULT_MAX_CHARS
+        """Longest text the model takes (characters, after lossless clipping); see :meth:`model_texts`."""
+        self.truncate = False
+        """Cut texts over ``max_chars`` (the result says ``input_truncated``) instead of refusing them."""
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,
-             num_threads: int | None = None, quantize: bool = False) -> Predictor:
+             num_threads: int | None = None, quantize: bool = False, max_chars: int | None = None,
+             truncate: bool = False) -> Predictor:
         """Load a model directory.
 
         Args:
@@ -72,6 +68,11 @@ class Predictor:
             quantize: int8 dynamic quantization of the recurrent and linear layers (CPU only: with no
                 ``device`` it loads on the CPU even where CUDA is available); check the
                 accuracy cost on your data first (docs/benchmarks.md lists it for the shipped configs).
+            max_chars: longest text accepted (default :data:`DEFAULT_MAX_CHARS`); bounds the memory a text
+                can take. A classifier that reads only its first/last N tokens first clips a text to the part
+                holding them, which changes nothing, so its texts are measured after that.
+            truncate: cut a longer text at a whitespace boundary before ``max_chars`` instead of raising
+                :class:`InputError`; the result is marked ``input_truncated``.
 
         Raises:
             ModelDirError: the directory is missing, incomplete, corrupt or from a newer toolkit.
@@ -80,6 +81,9 @@ class Predictor:
             if not isinstance(num_threads, int) or num_threads < 1:
                 raise ConfigError(f"num_threads must be a positive integer, not {num_threads!r}")
             torch.set_num_threads(num_threads)
+        if max_chars is not None and (not isinstance(max_chars, int) or isinstance(max_chars, bool)
+                                      or max_chars < 1):
+            raise ConfigError(f"max_chars must be a positive integer, not {max_chars!r}")
         model_dir = load_model_dir(path)
         module_name, class_name = PREDICTORS[model_dir.task].split(":")
         predictor_class = getattr(importlib.import_module(module_name), class_name)
@@ -88,9 +92,70 @@ class Predictor:
         if quantize and device is None:
             device = "cpu"  # int8 dynamic quantization is a CPU feature: quantize=True alone means the CPU
         predictor = predictor_class(model_dir, resolve_device(device))
+        predictor.max_chars = max_chars or DEFAULT_MAX_CHARS
+        predictor.truncate = bool(truncate)
         if quantize:
             predictor.quantize_dynamic()
         return predictor
+
+    # ---- what the model reads -----------------------------------------------------------------------------
+
+    def clip(self, text: str) -> str:
+        """The part of a (valid) text the model reads; tasks that read only part of a text override this."""
+        return text
+
+    def _read(self, text: object) -> tuple[str, bool]:
+        """``(text the model reads, whether it was cut)``.
+
+        Raises:
+            ValueError: why the text cannot be read (invalid, blank, or too long without ``truncate``).
+        """
+        problem = text_problem(text)
+        if problem is not None:
+            raise ValueError(problem)
+        clipped = self.clip(text)
+        if len(clipped) <= self.max_chars:
+            return clipped, False
+        if not self.truncate:
+            raise ValueError(f"is {len(clipped)} characters long, over the limit of {self.max_chars}: the model "
+                             "would not read all of it; split it, raise the limit (max_chars, --max-chars) or "
+                             "cut it (truncate=True, --truncate)")
+        return cut_to_chars(clipped, self.max_chars), True
+
+    def input_problem(self, text: object) -> str | None:
+        """Why this predictor refuses ``text`` (invalid, blank, too long), or None; what a batch job records."""
+        try:
+            self._read(text)
+        except ValueError as error:
+            return str(error)
+        return None
+
+    def refuse_unusable(self, path: str | Path, lines: Sequence[tuple[int, str]]) -> None:
+        """Raise a :class:`DataError` naming the file and line of the first text this predictor refuses."""
+        for line, text in lines:
+            problem = self.input_problem(text)
+            if problem is not None:
+                raise DataError(path, f"the text {problem}", line)
+
+    def model_texts(self, texts: Sequence[str]) -> tuple[list[str], list[bool]]:
+        """Validate ``texts`` and return what the model reads of each, and which were cut (``truncate``).
+
+        Raises:
+            InputError: naming the first unusable text (its index, a quote and the problem).
+        """
+        if isinstance(texts, str):
+            raise InputError("predict() takes a list of texts, not a single string; wrap it: predict([text])")
+        cut: list[bool] = []
+        read: list[str] = []
+        for position, text in enumerate(texts):  # one pass, so the first unusable text is the one named
+            try:
+                model_text, was_cut = self._read(text)
+            except ValueError as error:
+                quote = f" {excerpt(text)}" if isinstance(text, str) else ""
+                raise InputError(f"text {position}{quote} {error}") from None
+            read.append(model_text)
+            cut.append(was_cut)
+        return read, cut
 
     def quantize_dynamic(self) -> None:
         """Replace ``self.net``'s LSTM/GRU/Linear layers by int8 dynamically quantized ones (CPU)."""

@@ -18,23 +18,41 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+WINDOW_SIZE = 1 << 18
+"""Largest total size (characters of raw texts, or tokens of token lists) of one prefetch window: 256 IMDB reviews
+(~330k characters) come in windows of ~200, while 20,000-character texts come a dozen at a time."""
+TOKENS_PER_TEXT = 512
+"""Padded tokens per text a batch may hold on average (``batch_size × TOKENS_PER_TEXT`` in all): roomy for
+sentences and IMDB reviews cut to 400 tokens, while a batch of 5,000-token texts is cut down to a few."""
+
 
 def prefetched_windows(
-    texts: Sequence[str], encode: Callable[[list[str]], list[T]], window: int, first_window: int | None = None
+    texts: Sequence[str], encode: Callable[[list[str]], list[T]], window: int, first_window: int | None = None,
+    max_size: int = WINDOW_SIZE,
 ) -> Iterator[tuple[list[int], list[T]]]:
     """Yield ``(input indices, encoded items)`` per window, encoding the next window in a thread.
 
     Args:
-        texts: the inputs.
+        texts: the inputs (strings, or token lists).
         encode: texts → one encoded item per text (e.g. token ids).
         window: texts per window (a few batches).
         first_window: texts in the first window (default ``window // 4``). Nothing overlaps the first
             window's encoding, so it is kept small: the model starts sooner and the thread is ahead from
             then on (for 512 IMDB reviews, waiting on a 256-text first window was 13% of the predict time).
+        max_size: a window also ends once its texts' total ``len`` (characters, or tokens) reaches this, so
+            the encoded windows held at once stay bounded however long the texts are.
     """
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     first = max(1, min(window, first_window if first_window is not None else window // 4))
-    windows = [order[:first]] + [order[start : start + window] for start in range(first, len(order), window)]
+    windows: list[list[int]] = [[]]
+    size = 0
+    for index in order:
+        limit = first if len(windows) == 1 else window
+        if windows[-1] and (len(windows[-1]) >= limit or size + len(texts[index]) > max_size):
+            windows.append([])
+            size = 0
+        windows[-1].append(index)
+        size += len(texts[index])
     windows = [indices for indices in windows if indices]
     if len(windows) <= 1:
         for indices in windows:
@@ -49,25 +67,46 @@ def prefetched_windows(
             yield indices, encoded
 
 
-def sorted_batches(indices: list[int], lengths: list[int], batch_size: int) -> Iterator[tuple[list[int], list[int]]]:
+def sorted_batches(indices: list[int], lengths: list[int], batch_size: int,
+                   max_tokens: int | None = None) -> Iterator[tuple[list[int], list[int]]]:
     """Within one window: ``(positions in the window, input indices)`` per batch.
 
     Texts of exactly the same length are batched together wherever that fills at least a quarter of a
     batch: such a batch needs no padding, so the encoder runs all layers and directions in one fused
     call (``RecurrentEncoder._fused_forward``; on CoNLL-2003 most sentences land in such batches). The
     rest are batched longest first.
+
+    ``max_tokens`` (default ``batch_size × TOKENS_PER_TEXT``) caps a batch's padded size (texts × longest
+    length), so a window of very long texts runs in smaller batches instead of holding activations for
+    ``batch_size`` of them at once: memory stays bounded whatever the input.
     """
+    budget = max_tokens or batch_size * TOKENS_PER_TEXT
     by_length = sorted(range(len(indices)), key=lambda k: -lengths[k])
     least = max(1, batch_size // 4)
     exact: list[list[int]] = []
     rest: list[int] = []
-    for _, group in groupby(by_length, key=lambda k: lengths[k]):
+    for length, group in groupby(by_length, key=lambda k: lengths[k]):
         members = list(group)
-        for start in range(0, len(members), batch_size):
-            chunk = members[start : start + batch_size]
-            if len(chunk) >= least:
+        size = max(1, min(batch_size, budget // max(length, 1)))
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            if len(chunk) >= min(least, size):
                 exact.append(chunk)
             else:
                 rest.extend(chunk)
-    for positions in exact + [rest[start : start + batch_size] for start in range(0, len(rest), batch_size)]:
+    batches = exact + list(_budgeted(rest, lengths, batch_size, budget))
+    for positions in batches:
         yield positions, [indices[k] for k in positions]
+
+
+def _budgeted(ordered: list[int], lengths: list[int], batch_size: int, budget: int) -> Iterator[list[int]]:
+    """Cut positions (longest first) into batches of at most ``batch_size`` whose padded size fits ``budget``."""
+    batch: list[int] = []
+    for position in ordered:
+        longest = lengths[batch[0]] if batch else lengths[position]
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * longest > budget):
+            yield batch
+            batch = []
+        batch.append(position)
+    if batch:
+        yield batch

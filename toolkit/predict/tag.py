@@ -14,12 +14,13 @@ from toolkit.config import config_from_dict
 from toolkit.data.conll import ColumnFormat, read_conll
 from toolkit.data.tagging_features import FeatureSettings, TaggingFeaturizer
 from toolkit.data.tagschemes import allowed_transitions, convert, detect_scheme, spans_from_tags, split_tag
+from toolkit.data.textrules import SURROGATE, excerpt, text_problem
 from toolkit.data.tokenize import Tokenizer, TokenizerSettings
 from toolkit.data.vocab import Vocab
 from toolkit.errors import ConfigError, DataError, InputError, ModelDirError
 from toolkit.metrics import entity_scores
 from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig
-from toolkit.predict.base import Predictor, check_texts
+from toolkit.predict.base import Predictor
 from toolkit.predict.pipelining import prefetched_windows, sorted_batches
 
 
@@ -44,9 +45,16 @@ class TagPrediction:
     tokens: list[str]
     tags: list[str]
     entities: list[Entity]
+    input_truncated: bool = False
+    """The text was over the length limit and only its start was tagged (``truncate=True``)."""
 
     def to_dict(self) -> dict:
-        return {"entities": [asdict(entity) for entity in self.entities], "tokens": self.tokens, "tags": self.tags}
+        """JSON-able form; ``input_truncated`` only appears when true."""
+        result: dict[str, Any] = {"entities": [asdict(entity) for entity in self.entities], "tokens": self.tokens,
+                                  "tags": self.tags}
+        if self.input_truncated:
+            result["input_truncated"] = True
+        return result
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,17 @@ class TaggedTokens:
     tags: list[str]
     spans: list[tuple[int, int, str, float]]
     """``(token_start, token_end, label, confidence)``."""
+    truncated: bool = False
+    """The sentence was over the length limit: tokens past it were not read and are tagged ``O``."""
+
+
+PREDICT_SLICE = 1 << 20
+"""Characters of raw text tokenised and tagged together by :meth:`TaggerPredictor.predict` (memory bound)."""
+TOKENS_PER_TEXT = 256
+"""A tagger batch holds at most ``batch_size × 256`` padded tokens (half the default): each token carries up to
+30 characters through the character encoder, so long texts need smaller batches than a classifier's."""
+SENTENCE_WINDOW_TOKENS = 1 << 16
+"""Tokens encoded per prefetch window (words, casing and up to 30 characters each): ~4,500 CoNLL sentences."""
 
 
 class TaggerPredictor(Predictor):
@@ -70,7 +89,7 @@ class TaggerPredictor(Predictor):
             config = config_from_dict(TaggerConfig, model_config["network"], "meta.json model_config.network")
             settings = meta["tokenizer"]
             self.scheme, self.input_scheme = model_config["scheme"], model_config["input_scheme"]
-            transformer = str(model_dir.path / "transformer") if model_config.get("transformer") else None
+            transformer = str(model_dir.folder("transformer")) if model_config.get("transformer") else None
             self.featurizer = TaggingFeaturizer(
                 Vocab.from_json(model_dir.json_file("vocab.json")), Vocab.from_json(model_dir.json_file("chars.json")),
                 config_from_dict(FeatureSettings, {k: settings[k] for k in ("lowercase_words", "max_word_chars")}),
@@ -100,20 +119,39 @@ class TaggerPredictor(Predictor):
     def entity_types(self) -> list[str]:
         return sorted({tag[2:] for tag in self.tags if tag != "O"})
 
-    @torch.inference_mode()
     def tag_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 32,
                    with_confidence: bool = True) -> list[TaggedTokens]:
         """Tag pre-tokenised sentences; tags come back in the training data's scheme (e.g. IOB1 for CoNLL).
 
         ``with_confidence=False`` skips the CRF forward–backward pass (span confidences are then NaN).
+        A sentence longer than ``max_chars`` (its tokens joined by spaces) is refused, or with ``truncate``
+        tagged up to the limit (the rest ``O``, ``truncated`` set).
+
+        Raises:
+            InputError: naming the first sentence that is empty, not a list of strings, or too long.
         """
+        if isinstance(sentences, str):
+            raise InputError("tag_tokens() takes a list of token lists, e.g. [['Peter', 'visited', 'Bonn']]")
+        sentences = [list(tokens) for tokens in sentences]
+        read = []
         for position, tokens in enumerate(sentences):
-            if not tokens:
-                raise InputError(f"sentence {position} has no tokens")
-        results: list[TaggedTokens | None] = [None] * len(sentences)
-        for indices, encoded in prefetched_windows(sentences, self.featurizer.encode_many, max(256, 4 * batch_size)):
+            try:
+                read.append(tokens[: self._tokens_read(tokens)])
+            except ValueError as error:
+                raise InputError(f"sentence {position} {error}") from None
+        return self._tag(read, [len(tokens) for tokens in sentences], batch_size, with_confidence)
+
+    @torch.inference_mode()
+    def _tag(self, read: list[list[str]], sentence_lengths: list[int], batch_size: int,
+             with_confidence: bool) -> list[TaggedTokens]:
+        """Tag the tokens ``read`` of each sentence; ``sentence_lengths`` count the whole sentences' tokens
+        (those past the ones read are tagged ``O``)."""
+        results: list[TaggedTokens | None] = [None] * len(read)
+        for indices, encoded in prefetched_windows(read, self.featurizer.encode_many, max(256, 4 * batch_size),
+                                                   max_size=SENTENCE_WINDOW_TOKENS):
             lengths = [len(item["words"]) for item in encoded]
-            for positions, batch_indices in sorted_batches(indices, lengths, batch_size):
+            for positions, batch_indices in sorted_batches(indices, lengths, batch_size,
+                                                           batch_size * TOKENS_PER_TEXT):
                 batch = {key: value.to(self.device, non_blocking=True)
                          for key, value in self.featurizer.collate([encoded[k] for k in positions]).items()}
                 paths, marginals = self.net.decode(self.net(batch), batch, with_marginals=with_confidence)
@@ -126,24 +164,77 @@ class TaggerPredictor(Predictor):
                     tags = [self.tags[i] for i in path]
                     spans = [(start, end, kind, sum(confidence[start:end]) / (end - start))
                              for start, end, kind in spans_from_tags(tags, self.scheme)]
-                    results[index] = TaggedTokens(convert(tags, self.scheme, self.input_scheme), spans)
+                    unread = sentence_lengths[index] - len(path)
+                    results[index] = TaggedTokens(convert(tags, self.scheme, self.input_scheme) + ["O"] * unread,
+                                                  spans, unread > 0)
         return results
+
+    def _tokens_read(self, tokens: list[Any]) -> int:
+        """How many of a sentence's tokens the model reads (all, unless over ``max_chars`` with ``truncate``).
+
+        Raises:
+            ValueError: why the sentence cannot be tagged.
+        """
+        if not tokens:
+            raise ValueError("has no tokens")
+        for token in tokens:
+            if not isinstance(token, str) or SURROGATE.search(token):
+                raise ValueError(f"has a token {excerpt(str(token))} that {text_problem(token)}")
+        length = sum(map(len, tokens)) + len(tokens) - 1
+        if length <= self.max_chars:
+            return len(tokens)
+        if not self.truncate:
+            raise ValueError(f"is {length} characters long (tokens joined by spaces), over the limit of "
+                             f"{self.max_chars}; split it, raise the limit (max_chars, --max-chars) or cut it "
+                             "(truncate=True, --truncate: only its start is tagged)")
+        total = -1
+        for count, token in enumerate(tokens):
+            total += len(token) + 1
+            if total > self.max_chars:
+                return max(count, 1)
+        return len(tokens)
+
+    def tokens_problem(self, tokens: Sequence[str]) -> str | None:
+        """Why :meth:`tag_tokens` would refuse this sentence, or None (what a batch job records)."""
+        try:
+            self._tokens_read(list(tokens))
+        except ValueError as error:
+            return f"sentence {error}"
+        return None
 
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[TagPrediction]:
         """Entities with character offsets for raw texts (tokenised with spaCy's rule-based tokenizer)."""
-        texts = check_texts(texts)
-        token_spans = [self.tokenizer.spans(text) for text in texts]
+        read, cut = self.model_texts(texts)
+        texts = list(texts)
+        results: list[TagPrediction] = []
+        # In slices of at most PREDICT_SLICE characters: a text's token spans are held only until its slice is
+        # tagged, so thousands of long texts never sit tokenised all at once.
+        start = 0
+        while start < len(read):
+            end, size = start, 0
+            while end < len(read) and (end == start or size + len(read[end]) <= PREDICT_SLICE):
+                size += len(read[end])
+                end += 1
+            results += self._predict_slice(texts[start:end], read[start:end], cut[start:end], batch_size)
+            start = end
+        return results
+
+    def _predict_slice(self, texts: list[str], read: list[str], cut: list[bool],
+                       batch_size: int) -> list[TagPrediction]:
+        token_spans = [self.tokenizer.spans(text) for text in read]
         # A text of markup only (e.g. "<br />") has no tokens and so no entities.
         nonempty = [i for i, spans in enumerate(token_spans) if spans]
         tagged: list[TaggedTokens] = [TaggedTokens([], [])] * len(texts)
-        for index, result in zip(nonempty, self.tag_tokens(
-                [[token for token, _, _ in token_spans[i]] for i in nonempty], batch_size), strict=True):
+        tokens = [[token for token, _, _ in token_spans[i]] for i in nonempty]
+        # The text's length was checked above; its tokens are read whole.
+        for index, result in zip(nonempty, self._tag(tokens, [len(t) for t in tokens], batch_size, True),
+                                 strict=True):
             tagged[index] = result
         results = []
-        for text, spans, result in zip(texts, token_spans, tagged, strict=True):
+        for text, spans, result, was_cut in zip(texts, token_spans, tagged, cut, strict=True):
             entities = [Entity(text[spans[start][1]:spans[end - 1][2]], kind, spans[start][1], spans[end - 1][2],
                                round(confidence, 6), start, end) for start, end, kind, confidence in result.spans]
-            results.append(TagPrediction([token for token, _, _ in spans], result.tags, entities))
+            results.append(TagPrediction([token for token, _, _ in spans], result.tags, entities, was_cut))
         return results
 
     def _check_gold_tags(self, sentences: Sequence[Any], data_file: str | Path) -> None:
@@ -165,6 +256,10 @@ class TaggerPredictor(Predictor):
         """seqeval entity precision/recall/F1 (strict, in the file's scheme) on a column file."""
         sentences = read_conll(data_file, ColumnFormat(token_column, tag_column))
         self._check_gold_tags(sentences, data_file)
+        for sentence in sentences:
+            problem = self.tokens_problem(sentence.tokens)
+            if problem is not None:
+                raise DataError(data_file, problem, sentence.first_line)
         predicted = self.tag_tokens([sentence.tokens for sentence in sentences], batch_size, with_confidence=False)
         gold = [sentence.tags for sentence in sentences]
         return {**entity_scores(gold, [p.tags for p in predicted], self.input_scheme), "sentences": len(sentences),

@@ -22,7 +22,8 @@ from toolkit.data.subword import SubwordTokenizer
 from toolkit.errors import ConfigError, InputError, ModelDirError
 from toolkit.nn.beam import DecodingConfig
 from toolkit.nn.seq2seq import Seq2SeqConfig, Seq2SeqNet
-from toolkit.predict.base import Predictor, check_texts
+from toolkit.predict.base import Predictor
+from toolkit.predict.pipelining import TOKENS_PER_TEXT
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,16 @@ class Translation:
     target_tokens: list[str] | None = None
     truncated: bool = False
     """The output reached the length limit (``DecodingConfig.max_length…``) before ending: it is cut short."""
+    input_truncated: bool = False
+    """The source was over the length limit and only its start was translated (``truncate=True``)."""
 
     def to_dict(self) -> dict:
         """JSON-able form; ``truncated`` only appears when true, attention only when asked for."""
         result: dict[str, Any] = {"source": self.source, "translation": self.translation, "score": self.score}
         if self.truncated:
             result["truncated"] = True
+        if self.input_truncated:
+            result["input_truncated"] = True
         if self.attention is not None:
             result.update(attention=self.attention, source_tokens=self.source_tokens, target_tokens=self.target_tokens)
         return result
@@ -102,11 +107,12 @@ class TranslatorPredictor(Predictor):
             return_attention: add attention weights and the subword tokens of both sides.
             length_penalty: α of the length normalisation; None = the model's default.
         """
-        texts = check_texts(texts)
+        read, cut = self.model_texts(texts)
+        texts = list(texts)
         decoding = self._decoding(beam_size, length_penalty)
-        ids = self.source_tokenizer.encode(texts)
+        ids = self.source_tokenizer.encode(read)
         results: list[Translation | None] = [None] * len(texts)
-        for batch in length_sorted_batches([len(seq) for seq in ids], batch_size):
+        for batch in length_sorted_batches([len(seq) for seq in ids], batch_size, batch_size * TOKENS_PER_TEXT):
             source, lengths = pad_ids([ids[i] for i in batch])
             hypotheses = self.net.translate(source.to(self.device), lengths.to(self.device), decoding,
                                             return_attention=return_attention)
@@ -120,7 +126,7 @@ class TranslatorPredictor(Predictor):
                              "source_tokens": self.source_tokenizer.tokens(ids[index]),
                              "target_tokens": self.target_tokenizer.tokens(target)}
                 results[index] = Translation(texts[index], output, round(hypothesis.score, 6), **extra,
-                                             truncated=hypothesis.truncated)
+                                             truncated=hypothesis.truncated, input_truncated=cut[index])
         return results
 
     def evaluate(self, data_file: str | Path, batch_size: int = 64, beam_size: int | None = None,
@@ -136,6 +142,7 @@ class TranslatorPredictor(Predictor):
         fields = {"source_field": text_field if text_field not in (None, "text") else "source",
                   "target_field": label_field if label_field not in (None, "label") else "target"}
         pairs = read_parallel(data_file, self.source_lang, self.target_lang, **fields)
+        self.refuse_unusable(data_file, [(pair.line, pair.source) for pair in pairs])
         decoding = self._decoding(beam_size, None)
         started = time.perf_counter()
         outputs = [t.translation for t in self.predict([p.source for p in pairs], batch_size, decoding.beam_size)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from toolkit.config import config_from_dict, config_to_dict
@@ -52,6 +52,8 @@ class TextClassifier(TaskModule):
         self.train_acc = MulticlassAccuracy(len(self.labels), average="micro")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
+        # Example-weighted mean loss over the whole dev set; synced like the metrics, so exact under DDP.
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``ids [B, T]``, ``lengths [B]`` → logits ``[B, num_labels]``."""
@@ -65,18 +67,20 @@ class TextClassifier(TaskModule):
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(batch["labels"]))
         return loss
 
-    def _evaluate(self, batch: dict, metrics: MetricCollection, prefix: str) -> None:
+    def _evaluate(self, batch: dict, metrics: MetricCollection, loss_metric: MeanMetric, prefix: str) -> None:
+        """Accumulate one dev/test batch; the metrics' states are summed over DDP ranks at the epoch's end."""
         logits = self(batch["ids"], batch["lengths"])
-        loss = F.cross_entropy(logits, batch["labels"])
+        size = len(batch["labels"])
+        loss_metric.update(F.cross_entropy(logits, batch["labels"]), weight=size)
         metrics.update(logits, batch["labels"])
-        self.log(f"{prefix}loss", loss, batch_size=len(batch["labels"]), sync_dist=True)
-        self.log_dict(metrics, prog_bar=True, batch_size=len(batch["labels"]))
+        self.log(f"{prefix}loss", loss_metric, batch_size=size)
+        self.log_dict(metrics, prog_bar=True, batch_size=size)
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val_")
+        self._evaluate(batch, self.val_metrics, self.val_loss, "val_")
 
     def test_step(self, batch: dict, batch_index: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test_")
+        self._evaluate(batch, self.test_metrics, self.test_loss, "test_")
 
     def export_config(self) -> dict:
         return {"network": config_to_dict(self.network_config), "vocab_size": self.hparams.data_info["vocab_size"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import torch
+from torchmetrics import MeanMetric
 
 from toolkit.config import config_from_dict, config_to_dict
 from toolkit.data.tagging_features import TaggingFeaturizer
@@ -44,6 +45,7 @@ class SequenceTagger(TaskModule):
                                      allowed_transitions(self.tags, self.scheme), data_info.get("transformer"))
         self._gold: list[list[str]] = []
         self._predicted: list[list[str]] = []
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # sentence-weighted; exact under DDP
 
     def on_fit_start(self) -> None:
         """Run a frozen transformer once over the training and dev sentences and keep its word features.
@@ -77,7 +79,9 @@ class SequenceTagger(TaskModule):
 
     def _evaluate(self, batch: dict) -> None:
         scores = self.net(batch)
-        self.log(f"{self._stage}_loss", self.net.loss(scores, batch), batch_size=len(batch["lengths"]), sync_dist=True)
+        loss_metric = self.val_loss if self._stage == "val" else self.test_loss
+        loss_metric.update(self.net.loss(scores, batch), weight=len(batch["lengths"]))
+        self.log(f"{self._stage}_loss", loss_metric, batch_size=len(batch["lengths"]))
         paths, _ = self.net.decode(scores, batch)
         for row, path in enumerate(paths):
             gold = [self.tags[i] for i in batch["tags"][row, : len(path)].tolist()]
@@ -85,11 +89,18 @@ class SequenceTagger(TaskModule):
             self._predicted.append(convert([self.tags[i] for i in path], self.scheme, self.input_scheme))
 
     def _report(self) -> None:
-        if not self._gold:
-            return
-        scores = entity_scores(self._gold, self._predicted, self.input_scheme)
+        gold, predicted = self._gold, self._predicted
         self._gold, self._predicted = [], []
-        # Every process scores its own shard; under DDP the mean over processes is logged.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Entity F1 is not a mean of per-shard F1s: gather every rank's sentences and score the corpus.
+            shards: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(shards, (gold, predicted))
+            gold = [tags for shard_gold, _ in shards for tags in shard_gold]
+            predicted = [tags for _, shard_predicted in shards for tags in shard_predicted]
+        if not gold:
+            return
+        scores = entity_scores(gold, predicted, self.input_scheme)
+        # Every rank now holds the same corpus figures: the synced mean is that figure.
         for key in ("precision", "recall", "f1"):
             self.log(f"{self._stage}_{key}", scores[key], prog_bar=key == "f1", sync_dist=True)
 
