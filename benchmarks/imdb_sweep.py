@@ -55,8 +55,8 @@ CONFIGS = {
 
 
 def prepare(out: Path, train_file: str) -> None:
-    from toolkit.data.classification import TextClassificationData
-    from toolkit.nn.embeddings import GLOVE_PACKAGE, load_pretrained
+    from toolkit.data.classify import TextClassificationData
+    from toolkit.data.vectors import GLOVE_PACKAGE, load_pretrained
 
     data = TextClassificationData(train_file=train_file, max_vocab=50_000)
     data.setup("fit")

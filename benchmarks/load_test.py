@@ -240,7 +240,7 @@ def main() -> None:
 
     from toolkit.artifact import read_meta
 
-    task = args.endpoint or read_meta(args.model_dir[0])["task"]
+    task = args.endpoint or read_meta(args.model_dir[0]).task
     texts = make_texts(args.words, 5000)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
     report: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -47,13 +47,14 @@ def load_sentences(count: int) -> list[dict]:
 def make_model_dir(rows: list[dict], target: Path) -> Path:
     import torch
 
-    from toolkit.artifact import save_model_dir
     from toolkit.config import config_to_dict
-    from toolkit.data.tagging_features import FeatureSettings
-    from toolkit.data.tagschemes import allowed_transitions, tag_set
+    from toolkit.data.export import DataExport
+    from toolkit.data.tag_features import FeatureSettings
+    from toolkit.data.tagschemes import tag_set
     from toolkit.data.vocab import Vocab
     from toolkit.nn.encoder import EncoderConfig
-    from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig
+    from toolkit.nn.tagger import TaggerConfig
+    from toolkit.specs.tag import SPEC, TagConfig
 
     words = Vocab.build([[t.lower() for t in row["tokens"]] for row in rows])
     chars = Vocab.build([list(t) for row in rows for t in row["tokens"]])
@@ -61,12 +62,11 @@ def make_model_dir(rows: list[dict], target: Path) -> Path:
     config = TaggerConfig(embedding_dim=100, casing_dim=0, chars="none", word_dropout=0.0,
                           encoder=EncoderConfig(hidden_size=256, num_layers=2))
     torch.manual_seed(0)
-    net = SequenceTaggerNet(config, len(words), len(chars), len(tags), allowed_transitions(tags, "iob2"))
-    return save_model_dir(target, task="tag", model_config={
-        "network": config_to_dict(config), "vocab_size": len(words), "num_chars": len(chars), "scheme": "iob2",
-        "input_scheme": "iob1", "transformer": False}, state_dict=net.state_dict(),
-        json_files={"vocab.json": words.to_json(), "chars.json": chars.to_json()}, labels=tags,
-        tokenizer={"lang": "en", **config_to_dict(FeatureSettings())})
+    model_config = TagConfig(config, len(words), len(chars), "iob2", "iob1")
+    net = SPEC.build_net(model_config, tags)
+    data = DataExport(tags, config_to_dict(FeatureSettings()), {"vocab.json": words.to_json(),
+                                                                "chars.json": chars.to_json()})
+    return SPEC.save(target, model_config, data, net.state_dict())
 
 
 def median_time(function, repeats: int) -> float:
@@ -83,7 +83,7 @@ def train_epoch_tokens_per_s(rows: list[dict]) -> float:
     """One Lightning epoch of the same-size tagger over ``rows`` (Adam, batch 32, CRF loss)."""
     import pytorch_lightning as pl
 
-    from toolkit.data.tagging import TaggingData
+    from toolkit.data.tag import TaggingData
     from toolkit.nn.encoder import EncoderConfig
     from toolkit.nn.tagger import TaggerConfig
     from toolkit.tasks.base import OptimizerConfig

@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from toolkit.data.tagging import TaggingData  # noqa: E402
+from toolkit.data.tag import TaggingData  # noqa: E402
 from toolkit.nn.encoder import EncoderConfig  # noqa: E402
 from toolkit.nn.tagger import TaggerConfig  # noqa: E402
 from toolkit.nn.transformer import TransformerFeaturesConfig  # noqa: E402

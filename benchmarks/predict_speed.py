@@ -49,28 +49,27 @@ def random_model_dir(texts: list[str], target: Path) -> Path:
     """A randomly initialised classifier directory with the textcat_imdb architecture."""
     import torch
 
-    from toolkit.artifact import save_model_dir
-    from toolkit.config import config_to_dict
+    from toolkit.data.export import DataExport
     from toolkit.data.tokenize import Tokenizer, TokenizerSettings
     from toolkit.data.vocab import Vocab
-    from toolkit.nn import ClassifierConfig, EncoderConfig, TextClassifierNet
+    from toolkit.nn import ClassifierConfig, EncoderConfig
+    from toolkit.specs.classify import SPEC, ClassifyConfig
 
     settings = TokenizerSettings(max_tokens=800)
     vocab = Vocab.build(Tokenizer(settings).tokenize_many(texts), max_size=50_000)
-    config = ClassifierConfig(embedding_dim=50, encoder=EncoderConfig(hidden_size=128), pooling="max+mean")
+    config = ClassifyConfig(ClassifierConfig(embedding_dim=50, encoder=EncoderConfig(hidden_size=128),
+                                             pooling="max+mean"), len(vocab), 2)
     torch.manual_seed(0)
-    net = TextClassifierNet(config, len(vocab), 2)
-    return save_model_dir(target, task="classify", model_config={"network": config_to_dict(config),
-                          "vocab_size": len(vocab), "num_labels": 2}, state_dict=net.state_dict(),
-                          json_files={"vocab.json": vocab.to_json()}, labels=["neg", "pos"],
-                          tokenizer=settings.to_dict())
+    net = SPEC.build_net(config, ["neg", "pos"])
+    return SPEC.save(target, config, DataExport(["neg", "pos"], settings.to_dict(), {"vocab.json": vocab.to_json()}),
+                     net.state_dict())
 
 
 def measure(model_dir: str, count: int, batch_size: int, repeats: int) -> dict:
     """Runs inside the subprocess: time bare LSTM and Predictor on the same batches."""
     import torch
 
-    from toolkit.data.batching import length_sorted_batches
+    from toolkit.data.batching import sorted_batches
     from toolkit.predict import Predictor
 
     texts = load_texts(count)
@@ -83,7 +82,7 @@ def measure(model_dir: str, count: int, batch_size: int, repeats: int) -> dict:
                          bidirectional=encoder_config.bidirectional, batch_first=True).eval()
     batches = [
         torch.randn(len(batch), max(lengths[i] for i in batch), predictor.net.config.embedding_dim)
-        for batch in length_sorted_batches(lengths, batch_size)
+        for _, batch in sorted_batches(list(range(len(lengths))), lengths, batch_size)
     ]
 
     def time_bare() -> float:

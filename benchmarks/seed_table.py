@@ -27,7 +27,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from toolkit.data.classification import TextClassificationData
+from toolkit.data.classify import TextClassificationData
 from toolkit.nn import ClassifierConfig, EncoderConfig
 from toolkit.tasks import OptimizerConfig, TextClassifier
 

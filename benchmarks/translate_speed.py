@@ -36,13 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from toolkit import Predictor
-    from toolkit.data.bitext import read_parallel
+    from toolkit.data.bitext import read_bitext
 
     predictor = Predictor.load(args.model_dir, device="cpu", num_threads=args.threads)
     data = Path(args.data)
     if not data.exists():
         data = ROOT / "samples/translate/dev.de"
-    sources = [pair.source for pair in read_parallel(data, predictor.source_lang, predictor.target_lang)]
+    sources = [pair.source for pair in read_bitext(data, predictor.source_lang, predictor.target_lang)]
     sources = (sources * (args.sentences // len(sources) + 1))[: args.sentences]
     predictor.predict(sources[:64], batch_size=64, beam_size=5)  # warm-up
     rows = []

@@ -2,7 +2,7 @@
 
 Why Lightning: it already launches and connects the processes (one per GPU, or per CPU process, across
 nodes), places each on its device and sets thread counts; the labelling itself stays the single-process
-code (:class:`pipelines.label.LabelJob`). How:
+code (:class:`pipelines.job.LabelJob`). How:
 
 * every rank reads the whole input with the same :class:`~pipelines.sources.InputReader` and keeps the
   windows ``i % world_size == rank`` (reading and parsing is cheap next to the model), so a window holds the
@@ -30,7 +30,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset
 
 from pipelines.checkpoint import Checkpoint, ResumeError, State, fsync_dir, read_state
-from pipelines.label import LabelJob, fingerprint, progress_bar, publish, summary
+from pipelines.job import LabelJob, fingerprint, progress_bar, publish, summary
 from pipelines.outputs import output_paths, shard_folder
 from pipelines.sources import InputReader, Window
 

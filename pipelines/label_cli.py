@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from toolkit.cli import positive_int
+from toolkit.argtypes import positive_int
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

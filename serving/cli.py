@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from toolkit.cli import positive_int
+from toolkit.argtypes import positive_int
 
 SERVICE = "serving.service:BilstmService"
 

@@ -31,7 +31,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from serving.registry import TASKS, ModelRegistry
+from serving.registry import ModelRegistry
+from toolkit.registry import TASKS
 
 Scope = dict[str, Any]
 DOCS_PAGE = Path(__file__).parent / "assets" / "docs.html"
@@ -42,7 +43,7 @@ UNUSABLE_STRING = ("the text contains an unpaired UTF-16 surrogate (such as \\ud
 
 
 class RequestGate:
-    """ASGI middleware in front of the task endpoints (``/classify``, ``/tag``, ``/translate``)."""
+    """ASGI middleware in front of the task endpoints (one route per task of ``toolkit.registry``)."""
 
     def __init__(self, app: Any, registry: ModelRegistry, request_model: type[BaseModel], max_texts: int,
                  max_chars: int, max_body_bytes: int) -> None:
@@ -52,7 +53,7 @@ class RequestGate:
         self.max_texts = max_texts
         self.max_chars = max_chars
         self.max_body_bytes = max_body_bytes
-        self.routes = {f"/{task}": task for task in TASKS}
+        self.routes = {f"/{entry.route}": task for task, entry in TASKS.items()}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

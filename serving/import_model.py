@@ -17,8 +17,6 @@ import shutil
 import sys
 from pathlib import Path
 
-DEFAULT_NAMES = {"classify": "bilstm-textcat", "tag": "bilstm-ner", "translate": "bilstm-translate"}
-
 
 def import_model_dir(model_dir: str | Path, name: str | None = None, labels: dict[str, str] | None = None) -> str:
     """Copy a validated model directory into the BentoML store; returns the new tag (``name:version``).
@@ -29,15 +27,16 @@ def import_model_dir(model_dir: str | Path, name: str | None = None, labels: dic
     import bentoml
 
     from toolkit.artifact import load_model_dir
+    from toolkit.registry import TASKS
 
     source = load_model_dir(model_dir)  # checks every file's sha256 before anything is stored
     meta = source.meta
-    metrics = (meta.get("training") or {}).get("metrics") or meta.get("metrics") or {}
-    all_labels = {"task": meta["task"], "toolkit_version": str(meta.get("toolkit_version", "")),
-                  "format_version": str(meta["format_version"]), **(labels or {})}
-    with bentoml.models.create(name or DEFAULT_NAMES[meta["task"]], labels=all_labels,
+    metrics = meta.training.get("metrics") or {}
+    all_labels = {"task": meta.task, "toolkit_version": meta.toolkit_version,
+                  "format_version": str(meta.format_version), **(labels or {})}
+    with bentoml.models.create(name or TASKS[meta.task].bento_name, labels=all_labels,
                                metadata={"metrics": metrics, "source": str(Path(model_dir).resolve())}) as stored:
-        for item in ["meta.json", *meta["files"]]:
+        for item in ["meta.json", *meta.files]:
             target = Path(stored.path) / item
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source.path / item, target)
@@ -47,8 +46,8 @@ def import_model_dir(model_dir: str | Path, name: str | None = None, labels: dic
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serving.import_model", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir")
-    parser.add_argument("--name", help="model name in the store (default: bilstm-textcat, bilstm-ner or "
-                                       "bilstm-translate by task)")
+    parser.add_argument("--name", help="model name in the store (default by task: bilstm-textcat, bilstm-ner, "
+                                       "bilstm-translate…; toolkit/registry.py)")
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="extra label; repeatable")
     args = parser.parse_args(argv)
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit.artifact import read_meta
 from toolkit.errors import ConfigError
+from toolkit.registry import task_names
 
 if TYPE_CHECKING:
     import torch
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("bentoml.bilstm")  # under "bentoml": BentoML logs it
 
-TASKS = ("classify", "tag", "translate")
 WARMUP_TEXT = "A short warm-up sentence."
 
 
@@ -50,12 +50,12 @@ def resolve_sources(paths: Sequence[tuple[str | Path, str]]) -> list[ModelSource
     """
     sources: dict[str, ModelSource] = {}
     for path, origin in paths:
-        task = read_meta(path)["task"]
+        task = read_meta(path).task
         if task in sources:
             raise ConfigError(f"two {task!r} models given ({sources[task].origin} and {origin}); "
                               f"/{task} serves one model: start one server per model")
         sources[task] = ModelSource(task, Path(path), origin)
-    return [sources[task] for task in TASKS if task in sources]
+    return [sources[task] for task in task_names() if task in sources]
 
 
 def pick_device(setting: str, worker_index: int | None) -> torch.device:

@@ -1,14 +1,17 @@
 """Request and response models of the HTTP API (pydantic), so the OpenAPI schema says what is accepted.
 
 Every endpoint takes ``{"texts": ["...", ...]}`` and answers with a JSON array holding one result per
-text, in order: the Predictor result's ``to_dict()``.
+text, in order: the Predictor result's ``to_dict()``. The response models are derived from the Predictor's
+result dataclasses (:func:`result_model`), so a result is defined once.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+import typing
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from toolkit.data.textrules import text_problem
 
@@ -39,48 +42,37 @@ def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
     return TextsRequest
 
 
-class ClassifyResult(BaseModel):
-    """A text's predicted label, its probability and every class's probability."""
-
-    label: str
-    score: float
-    probabilities: dict[str, float]
-    input_truncated: bool = False
-    """Present (true) only when the text was cut to the length limit before the model read it."""
+HTTP_HIDDEN = {"Translation": ("attention", "source_tokens", "target_tokens")}
+"""Result fields the JSON routes do not carry (the Predictor fills them only when asked)."""
 
 
-class EntityResult(BaseModel):
-    """An entity: its text, type, character span ``[start, end)`` and token span, and a confidence."""
+def result_model(result: type, name: str | None = None) -> type[BaseModel]:
+    """The pydantic model of a Predictor result dataclass, field for field (nested dataclasses too).
 
-    text: str
-    label: str
-    start: int
-    end: int
-    confidence: float
-    token_start: int
-    token_end: int
-
-
-class TagResult(BaseModel):
-    """A text's entities, its tokens and their tags (in the training data's tag scheme)."""
-
-    entities: list[EntityResult]
-    tokens: list[str]
-    tags: list[str]
-    input_truncated: bool = False
-    """Present (true) only when the text was cut to the length limit before the model read it."""
+    The dataclass is the one definition of a result; this only restates it for BentoML's validation and the
+    OpenAPI schema. A nested dataclass ``X`` becomes ``XResult``.
+    """
+    hints = typing.get_type_hints(result)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(result):
+        if field.name in HTTP_HIDDEN.get(result.__name__, ()):
+            continue
+        default: Any = field.default
+        if field.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=field.default_factory)
+        elif default is dataclasses.MISSING:
+            default = ...
+        fields[field.name] = (_pydantic_type(hints[field.name]), default)
+    return create_model(name or f"{result.__name__}Result", __doc__=result.__doc__, **fields)
 
 
-class TranslateResult(BaseModel):
-    """A source text, its translation and the hypothesis' log-probability score."""
-
-    source: str
-    translation: str
-    score: float
-    truncated: bool = False
-    """Present (true) only when the output hit the length limit before ending."""
-    input_truncated: bool = False
-    """Present (true) only when the source was cut to the length limit before the model read it."""
+def _pydantic_type(annotation: Any) -> Any:
+    if dataclasses.is_dataclass(annotation):
+        return result_model(annotation)
+    origin, arguments = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, dict) and arguments:
+        return origin[tuple(_pydantic_type(argument) for argument in arguments)]
+    return annotation
 
 
 class ErrorResponse(BaseModel):

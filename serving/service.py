@@ -1,11 +1,13 @@
-"""The BentoML service: ``POST /classify``, ``/tag``, ``/translate`` over model directories.
+"""The BentoML service: one ``POST /<route>`` per task of the task table (``/classify``, ``/tag``, ``/translate``).
 
     BILSTM_MODEL_DIRS=runs/textcat/model:runs/ner/model bentoml serve serving.service:BilstmService
     bilstm serve runs/textcat/model runs/ner/model --port 3000        # the same, checked first
 
 Which models to serve is configuration (``serving/settings.py``): model directories, or models imported
 into the BentoML model store (``python -m serving.import_model DIR`` then ``BILSTM_BENTO_MODELS=tag``).
-Each endpoint takes ``{"texts": [...]}`` and answers a JSON array, one ``Predictor`` result per text.
+Each endpoint takes ``{"texts": [...]}`` and answers a JSON array, one ``Predictor`` result per text; the
+endpoints are made from the task table (``toolkit.registry``: route and result type), so a new task gets its
+route without code here.
 
 Adaptive batching: each endpoint is ``batchable``; BentoML's dispatcher joins the texts of concurrent
 requests into one ``Predictor.predict`` call of at most ``BILSTM_MAX_BATCH_SIZE`` texts. Requests are
@@ -25,8 +27,9 @@ from bentoml.validators import ContentType
 
 from serving.gate import RequestGate
 from serving.registry import ModelRegistry, resolve_sources
-from serving.schemas import ClassifyResult, TagResult, TranslateResult, request_model
+from serving.schemas import request_model, result_model
 from serving.settings import ServeSettings
+from toolkit.registry import TASKS, load_piece
 
 logger = logging.getLogger("bentoml.bilstm")  # under "bentoml": BentoML logs it
 
@@ -82,20 +85,21 @@ class BilstmService:
                 raise UnprocessableEntity(f"a text could not be processed by the {task} model: {error}") from None
         return results
 
-    @bentoml.api(input_spec=TextsRequest, **BATCHING)
-    def classify(self, texts: list[str]) -> Annotated[list[ClassifyResult], JSON]:
-        """Label and class probabilities of each text."""
-        return self._run("classify", texts)
+def _endpoint(task: str, route: str, result: type) -> Any:
+    """``POST /<route>``: the texts of one or more requests (adaptive batching) → one result per text."""
+    model = result_model(result, f"{route.capitalize()}Result")
 
-    @bentoml.api(input_spec=TextsRequest, **BATCHING)
-    def tag(self, texts: list[str]) -> Annotated[list[TagResult], JSON]:
-        """Entities (character and token spans), tokens and tags of each text."""
-        return self._run("tag", texts)
+    def endpoint(self: BilstmService, texts: list[str]) -> list[dict[str, Any]]:
+        return self._run(task, texts)
 
-    @bentoml.api(input_spec=TextsRequest, **BATCHING)
-    def translate(self, texts: list[str]) -> Annotated[list[TranslateResult], JSON]:
-        """Translation of each text (beam size: BILSTM_TRANSLATE_BEAM_SIZE or the model's default)."""
-        return self._run("translate", texts)
+    endpoint.__name__ = endpoint.__qualname__ = route
+    endpoint.__doc__ = f"{result.__doc__.splitlines()[0]} One result per text, in order."
+    endpoint.__annotations__ = {"texts": list[str], "return": Annotated[list[model], JSON]}
+    return bentoml.api(input_spec=TextsRequest, **BATCHING)(endpoint)
+
+
+for _task, _entry in TASKS.items():
+    setattr(BilstmService, _entry.route, _endpoint(_task, _entry.route, load_piece(_entry.result)))
 
 
 def _bento_model_attributes() -> list[tuple[str, str]]:

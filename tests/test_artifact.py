@@ -7,30 +7,32 @@ import pytest
 import torch
 
 from tests.conftest import copy_with_wrong_hidden_size
-from toolkit.artifact import FORMAT_VERSION, load_model_dir, save_model_dir
+from toolkit.artifact import FORMAT_VERSION, ModelMeta, load_model_dir, save_model_dir
 from toolkit.errors import ModelDirError
 from toolkit.predict import Predictor
 
 
-def write(path, **overrides):
-    return save_model_dir(path, task="classify", model_config={"x": 1}, state_dict={"w": torch.ones(2, 3)},
-                          json_files={"vocab.json": {"tokens": ["<pad>", "<unk>"]}}, labels=["a", "b"], **overrides)
+def write(path, extra_files=None, **meta):
+    return save_model_dir(path, ModelMeta(task="classify", model_config={"x": 1}, labels=["a", "b"], tokenizer={},
+                                          **meta), state_dict={"w": torch.ones(2, 3)},
+                          json_files={"vocab.json": {"tokens": ["<pad>", "<unk>"]}}, extra_files=extra_files)
 
 
 def test_round_trip(tmp_path):
     path = write(tmp_path / "m", training={"metrics": {"acc": 0.9}})
     loaded = load_model_dir(path)
-    assert loaded.meta["format_version"] == FORMAT_VERSION and loaded.meta["task"] == "classify"
-    assert loaded.meta["labels"] == ["a", "b"] and loaded.meta["training"]["metrics"] == {"acc": 0.9}
+    assert loaded.meta.format_version == FORMAT_VERSION and loaded.meta.task == "classify"
+    assert loaded.meta.labels == ["a", "b"] and loaded.meta.training["metrics"] == {"acc": 0.9}
     assert torch.equal(loaded.state_dict["w"], torch.ones(2, 3))
     assert loaded.json_file("vocab.json") == {"tokens": ["<pad>", "<unk>"]}
-    assert set(loaded.meta["files"]) == {"model.safetensors", "vocab.json"}
+    assert set(loaded.meta.files) == {"model.safetensors", "vocab.json"}
+    assert (loaded.meta.provenance, loaded.meta.init_from, loaded.meta.backends) == ({}, [], {})
 
 
 def test_rewrite_in_place_replaces_atomically(tmp_path):
     write(tmp_path / "m")
-    save_model_dir(tmp_path / "m", task="classify", model_config={"x": 2}, state_dict={"w": torch.zeros(1)})
-    assert load_model_dir(tmp_path / "m").meta["model_config"] == {"x": 2}
+    save_model_dir(tmp_path / "m", ModelMeta("classify", {"x": 2}, None, {}), state_dict={"w": torch.zeros(1)})
+    assert load_model_dir(tmp_path / "m").meta.model_config == {"x": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging or old copies left behind
     (tmp_path / "notes").mkdir()
     with pytest.raises(ModelDirError, match="not a model directory; refusing to overwrite"):
@@ -40,7 +42,7 @@ def test_rewrite_in_place_replaces_atomically(tmp_path):
 def test_a_crash_between_the_two_renames_of_a_swap_is_recovered(tmp_path):
     write(tmp_path / "m", training={"metrics": {"acc": 0.5}})
     (tmp_path / "m").rename(tmp_path / ".m.old-12345")  # the old model was moved aside, the new one never arrived
-    assert load_model_dir(tmp_path / "m").meta["training"]["metrics"] == {"acc": 0.5}
+    assert load_model_dir(tmp_path / "m").meta.training["metrics"] == {"acc": 0.5}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 

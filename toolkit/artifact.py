@@ -1,15 +1,16 @@
-"""The model directory: the one deployable format every consumer reads.
+"""The model directory on disk: atomic writes, checksums, and reading only what meta.json lists.
 
 Layout (no pickle anywhere)::
 
-    meta.json           format_version, task, toolkit version, model config, labels, tokenizer settings,
-                        training data fingerprint and metrics, sha256 + size of every other file
-    vocab.json          (and any other JSON/tokenizer files the task needs)
+    meta.json           the layout in toolkit/specs/meta.py (format, task, model config, labels, tokenizer,
+                        training record, provenance, sha256 + size of every other file)
+    vocab.json          (and any other JSON/tokenizer files the task needs: its spec says which)
     model.safetensors   the network's plain state_dict
 
-Loading validates the contract and fails with a :class:`~toolkit.errors.ModelDirError` that names the
-missing or mismatched piece. Directories are written atomically: a crash mid-export never leaves a
-half-written model where a good one was.
+This module knows files, not tasks: what a task's meta.json holds and how its network is rebuilt is the task's
+spec (``toolkit.specs``). Loading validates the contract and fails with a :class:`~toolkit.errors.ModelDirError`
+that names the missing or mismatched piece. Directories are written atomically: a crash mid-export never leaves
+a half-written model where a good one was.
 """
 
 from __future__ import annotations
@@ -19,23 +20,19 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from toolkit import __version__
 from toolkit.errors import ModelDirError
+from toolkit.registry import task_names
+from toolkit.specs.meta import FORMAT_VERSION, ModelMeta, upgrade
 
-FORMAT_VERSION = 1
 META_FILE = "meta.json"
 WEIGHTS_FILE = "model.safetensors"
-TASKS = ("classify", "tag", "translate")
 
-# Explicit upgrades of older meta.json layouts, keyed by the version they upgrade *from*
-# (each returns the meta of version + 1). Empty while only format 1 exists.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+__all__ = ["FORMAT_VERSION", "META_FILE", "WEIGHTS_FILE", "ModelDir", "ModelMeta", "check_files", "load_model_dir",
+           "read_meta", "replace_directory", "save_model_dir"]
 
 
 @dataclass
@@ -43,12 +40,12 @@ class ModelDir:
     """A validated model directory: its metadata, JSON side files and weights."""
 
     path: Path
-    meta: dict[str, Any]
+    meta: ModelMeta
     state_dict: dict[str, Any]
 
     @property
     def task(self) -> str:
-        return self.meta["task"]
+        return self.meta.task
 
     def json_file(self, name: str) -> Any:
         """A JSON side file (e.g. ``vocab.json``), checked against meta.json's checksum on load."""
@@ -64,7 +61,7 @@ class ModelDir:
         Raises:
             ModelDirError: ``name`` is not in meta.json's file list (a loader never reads an unchecked file).
         """
-        if name not in self.meta["files"]:
+        if name not in self.meta.files:
             raise ModelDirError(f"{self.path / META_FILE} does not list {name}, which a {self.task!r} model needs; "
                                 "the directory is incomplete or was edited: re-export the model")
         return self.path / name
@@ -76,7 +73,7 @@ class ModelDir:
             ModelDirError: the folder holds a file meta.json does not list (it would be read unchecked).
         """
         folder = self.path / name
-        listed = {item for item in self.meta["files"] if item.startswith(f"{name}/")}
+        listed = {item for item in self.meta.files if item.startswith(f"{name}/")}
         if not listed:
             raise ModelDirError(f"{self.path / META_FILE} lists no files under {name}/, which this model needs; "
                                 "re-export the model")
@@ -145,60 +142,41 @@ def replace_directory(staging: Path, target: Path) -> None:
 
 def save_model_dir(
     path: str | Path,
-    *,
-    task: str,
-    model_config: dict[str, Any],
+    meta: ModelMeta,
     state_dict: dict[str, Any],
     json_files: dict[str, Any] | None = None,
     extra_files: dict[str, Path] | None = None,
-    labels: list[str] | None = None,
-    tokenizer: dict[str, Any] | None = None,
-    training: dict[str, Any] | None = None,
 ) -> Path:
     """Write a model directory atomically and return its path.
 
     Args:
         path: target directory (replaced if it is an existing model directory).
-        task: ``classify``, ``tag`` or ``translate``.
-        model_config: everything needed to rebuild the network (plain JSON values).
+        meta: everything meta.json says but ``files``, which is filled here from what is written.
         state_dict: the network's tensors (saved with safetensors).
         json_files: side files to write as JSON, e.g. ``{"vocab.json": {...}}``.
-        extra_files: existing files to copy in, e.g. a tokenizer.json.
-        labels: the label set, in output-index order.
-        tokenizer: tokenizer settings.
-        training: data fingerprint, metrics, epochs, timings.
+        extra_files: existing files to copy in, e.g. a transformer's ``config.json``.
     """
     from safetensors.torch import save_file
 
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
+    if meta.task not in task_names():
+        raise ValueError(f"unknown task {meta.task!r}; choose one of {task_names()}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state_dict.items()}
-        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt", "task": task})
+        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt", "task": meta.task})
         for name, content in (json_files or {}).items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
         for name, source in (extra_files or {}).items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, staging / name)
-        files = {
+        meta.files = {
             item.relative_to(staging).as_posix(): {"sha256": _sha256(item), "bytes": item.stat().st_size}
             for item in sorted(staging.rglob("*")) if item.is_file()
         }
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "task": task,
-            "toolkit_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model_config": model_config,
-            "labels": labels,
-            "tokenizer": tokenizer,
-            "training": training or {},
-            "files": files,
-        }
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+        (staging / META_FILE).write_text(json.dumps(meta.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
         # mkdtemp makes the directory private (0700); a model directory is meant to be shared with
         # services that may run as another user.
         for item in staging.rglob("*"):
@@ -211,8 +189,8 @@ def save_model_dir(
     return target
 
 
-def read_meta(path: str | Path) -> dict[str, Any]:
-    """Read and check ``meta.json`` (format version, task, file list), upgrading old layouts."""
+def read_meta(path: str | Path) -> ModelMeta:
+    """Read and check ``meta.json`` (format, task, file list), upgrading older formats."""
     root = Path(path)
     recover_interrupted_swap(root)
     if not root.is_dir():
@@ -221,30 +199,15 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if not meta_path.is_file():
         raise ModelDirError(f"{root} is not a model directory: {META_FILE} is missing (export one with `bilstm fit`)")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        data = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelDirError(f"{meta_path} is corrupt (not valid JSON: {error}); re-export the model") from None
-    if not isinstance(meta, dict):
+    if not isinstance(data, dict):
         raise ModelDirError(f"{meta_path} is corrupt: expected a JSON object")
-    version = meta.get("format_version")
-    if not isinstance(version, int):
-        raise ModelDirError(f"{meta_path} has no integer format_version; it was not written by bilstm-toolkit")
-    if version > FORMAT_VERSION:
-        raise ModelDirError(
-            f"{root} has model format {version}, newer than this toolkit ({__version__}) reads "
-            f"(format {FORMAT_VERSION}); upgrade bilstm-toolkit to load it"
-        )
-    while version < FORMAT_VERSION:
-        if version not in MIGRATIONS:
-            raise ModelDirError(f"{root} has model format {version}, which cannot be upgraded to {FORMAT_VERSION}")
-        meta = MIGRATIONS[version](meta)
-        version = meta["format_version"]
-    for key in ("task", "model_config", "files"):
-        if key not in meta:
-            raise ModelDirError(f"{meta_path} is missing the {key!r} entry; re-export the model")
-    if meta["task"] not in TASKS:
-        raise ModelDirError(f"{meta_path}: unknown task {meta['task']!r} (this toolkit knows {list(TASKS)})")
-    _check_file_list(meta["files"], meta_path)
+    meta = ModelMeta.from_json(upgrade(data, str(meta_path)), str(meta_path))
+    if meta.task not in task_names():
+        raise ModelDirError(f"{meta_path}: unknown task {meta.task!r} (this toolkit knows {list(task_names())})")
+    _check_file_list(meta.files, meta_path)
     return meta
 
 
@@ -300,7 +263,7 @@ def load_model_dir(path: str | Path) -> ModelDir:
 
     root = Path(path)
     meta = read_meta(root)
-    files = meta["files"]
+    files = meta.files
     if WEIGHTS_FILE not in files:
         raise ModelDirError(f"{root / META_FILE} does not list {WEIGHTS_FILE}; re-export the model")
     check_files(root, files)

@@ -28,17 +28,6 @@ COMMANDS = {
 }
 
 
-def positive_int(value: str) -> int:
-    """argparse type for counts and sizes (batch size, window, threads, workers…): an integer ≥ 1."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return number
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bilstm", description="Train, evaluate and serve recurrent NLP models.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolkit.cli import positive_int
+from toolkit.argtypes import positive_int
 
 
 def evaluate(model_dir: str | Path, data_file: str | Path, quantize: bool = False, max_chars: int | None = None,

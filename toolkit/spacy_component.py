@@ -28,207 +28,23 @@ saved pipeline always loads its own copy. A ``model`` path that does not exist f
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from spacy.language import Language
-from spacy.pipeline import Pipe
 from spacy.pipeline.span_ruler import prioritize_existing_ents_filter, prioritize_new_ents_filter
 from spacy.scorer import Scorer, get_ner_prf
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
-from spacy.util import minibatch
 
-from toolkit.artifact import META_FILE, check_files, read_meta, replace_directory
 from toolkit.data.textrules import is_blank
-from toolkit.errors import ModelDirError
+from toolkit.spacy_base import MODEL_SUBDIR, ModelDirPipe
 
 if TYPE_CHECKING:
-    from toolkit.predict import Predictor
     from toolkit.predict.translate import Translation
-
-MODEL_SUBDIR = "model"
-"""Where ``to_disk`` puts the model directory inside the component's folder of a saved pipeline."""
-
-FACTORY_FOR_TASK = {"classify": "bilstm_textcat", "tag": "bilstm_ner", "translate": "bilstm_translate"}
 
 EntitySpan = tuple[int, int, str, float]
 """``(doc token start, doc token end, label, confidence)``: one predicted entity over the Doc's tokens."""
-
-
-class ModelDirPipe(Pipe):
-    """Shared plumbing: a model directory, a lazily loaded Predictor, batching and serialisation."""
-
-    task: ClassVar[str] = ""
-    factory: ClassVar[str] = ""
-
-    def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 64,
-                 device: str | None = None, max_chars: int | None = None, truncate: bool = False) -> None:
-        """
-        Args:
-            nlp: the pipeline (its vocab is shared).
-            name: the component's name in the pipeline.
-            model: a model directory written by ``bilstm fit`` (or ``toolkit.artifact.save_model_dir``).
-            batch_size: texts per forward pass inside the Predictor.
-            device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; None = CUDA when available.
-            max_chars: longest doc text the model takes (None = the Predictor's default, 20,000 characters);
-                a longer doc raises :class:`~toolkit.errors.InputError` naming it, unless ``truncate``.
-            truncate: annotate only the start of a longer doc (the part up to ``max_chars``).
-
-        Raises:
-            ModelDirError: no ``model`` given, or it exists but is not a valid model directory of this task.
-        """
-        if model is None or not str(model).strip():
-            raise ModelDirError(
-                f"{self.factory} component {name!r} needs a model directory: "
-                f"nlp.add_pipe({self.factory!r}, config={{'model': 'path/to/model'}}) "
-                f"(the folder `bilstm fit` prints at the end)")
-        if batch_size < 1:
-            raise ValueError(f"{self.factory} component {name!r}: batch_size must be >= 1, got {batch_size}")
-        if device is not None:
-            from toolkit.predict.base import resolve_device  # imports torch, which loading needs anyway
-
-            try:
-                resolve_device(device)
-            except (ModelDirError, RuntimeError) as error:
-                raise ModelDirError(f"{self.factory} component {name!r}: {error} (device=None picks CUDA when "
-                                    "available; spacy.load(path, config={'components.NAME.device': 'cpu'}) "
-                                    "overrides a saved setting)") from None
-        if max_chars is not None and max_chars < 1:
-            raise ValueError(f"{self.factory} component {name!r}: max_chars must be >= 1 or None, got {max_chars}")
-        self.name = name
-        self.vocab = nlp.vocab
-        self.batch_size = batch_size
-        self.device = device
-        self.max_chars = max_chars
-        self.truncate = truncate
-        self.model_path = Path(model)
-        check_now = self.model_path.exists() and not _rebuilding_a_saved_pipeline()
-        self.meta: dict[str, Any] = self.check_model_dir(self.model_path) if check_now else {}
-        self._predictor: Predictor | None = None
-
-    # ---- the model directory -------------------------------------------------------------------------------
-
-    def check_model_dir(self, path: Path) -> dict[str, Any]:
-        """Read ``meta.json`` and check the task; returns the meta.
-
-        Raises:
-            ModelDirError: the directory is missing, invalid, or holds a model of another task.
-        """
-        meta = read_meta(path)
-        if meta["task"] != self.task:
-            raise ModelDirError(
-                f"{path} holds a {meta['task']!r} model, but {self.factory} ({self.name!r}) needs a {self.task!r} "
-                f"model; add it with nlp.add_pipe({FACTORY_FOR_TASK[meta['task']]!r}, config={{'model': ...}})")
-        return meta
-
-    @property
-    def predictor(self) -> Predictor:
-        """The Predictor, loaded on first use (``device`` None = CUDA when available)."""
-        if self._predictor is None:
-            if not self.model_path.exists():
-                raise ModelDirError(
-                    f"{self.factory} component {self.name!r}: model directory not found: {self.model_path} "
-                    f"(set config={{'model': ...}} to a directory written by `bilstm fit`)")
-            self.meta = self.check_model_dir(self.model_path)
-            from toolkit.predict import Predictor
-
-            self._predictor = Predictor.load(self.model_path, device=self.device, max_chars=self.max_chars,
-                                             truncate=self.truncate)
-        return self._predictor
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return tuple(self.meta.get("labels") or ())
-
-    # ---- inference -----------------------------------------------------------------------------------------
-
-    def predict(self, docs: Iterable[Doc]) -> list[Any]:
-        """Run the model on a batch of docs without modifying them; one prediction per doc."""
-        raise NotImplementedError
-
-    def set_annotations(self, docs: Iterable[Doc], predictions: list[Any]) -> None:
-        """Write the predictions of :meth:`predict` onto the docs."""
-        raise NotImplementedError
-
-    def __call__(self, doc: Doc) -> Doc:
-        """Annotate one doc in place and return it."""
-        error_handler = self.get_error_handler()
-        try:
-            self.set_annotations([doc], self.predict([doc]))
-            return doc
-        except Exception as error:
-            error_handler(self.name, self, [doc], error)
-
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        """Annotate a stream of docs, ``batch_size`` docs per Predictor call; yields them in order."""
-        error_handler = self.get_error_handler()
-        for docs in minibatch(stream, size=batch_size):
-            try:
-                self.set_annotations(docs, self.predict(docs))
-                yield from docs
-            except Exception as error:
-                error_handler(self.name, self, docs, error)
-
-    # ---- serialisation -------------------------------------------------------------------------------------
-
-    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
-        """Copy the model directory (``meta.json`` and the files it lists) to ``path/model``.
-
-        The saved pipeline is self-contained: it no longer needs the original model directory. An
-        existing ``path/model`` is replaced only once the new copy is complete.
-        """
-        source = self.model_path
-        files = self.check_model_dir(source)["files"]
-        target = Path(path) / MODEL_SUBDIR
-        if target.exists() and target.resolve() == source.resolve():
-            return  # saving a pipeline back where it was loaded from
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{MODEL_SUBDIR}.tmp-", dir=target.parent))
-        try:
-            for name in [META_FILE, *files]:
-                (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source / name, staging / name)
-            check_files(staging, files)  # the copy is what the model directory's checksums say it is
-            staging.chmod(0o755)
-            replace_directory(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-
-    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> ModelDirPipe:
-        """Load the model directory saved by :meth:`to_disk` (at once, so a broken copy fails here)."""
-        model_path = Path(path) / MODEL_SUBDIR
-        if not model_path.is_dir():
-            raise ModelDirError(f"{path} has no {MODEL_SUBDIR!r} folder; it was not written by {self.factory}.to_disk")
-        self.meta = self.check_model_dir(model_path)
-        self.model_path = model_path
-        self._predictor = None
-        self.predictor  # noqa: B018 - load now
-        return self
-
-
-def _rebuilding_a_saved_pipeline() -> bool:
-    """Whether spaCy is re-creating the components of a saved pipeline (``spacy.load(path)``).
-
-    Then ``from_disk`` follows at once with the model copy saved in the pipeline, and the ``model`` setting only
-    names where the model came from. spaCy passes no flag for this, so the call stack is asked: every saved
-    pipeline (a path, or an installed package) is read by ``spacy.util.load_model_from_path``.
-    """
-    import sys
-
-    from spacy.util import load_model_from_path
-
-    target = load_model_from_path.__code__
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is target:
-            return True
-        frame = frame.f_back
-    return False
 
 
 class BilstmTextCategorizer(ModelDirPipe):
@@ -294,7 +110,8 @@ class BilstmEntityRecognizer(ModelDirPipe):
     @property
     def labels(self) -> tuple[str, ...]:
         """Entity types (from the tag set: ``B-PER`` → ``PER``)."""
-        return tuple(sorted({tag[2:] for tag in self.meta.get("labels") or () if tag != "O"}))
+        tags = self.meta.labels if self.meta is not None else None
+        return tuple(sorted({tag[2:] for tag in tags or () if tag != "O"}))
 
     def predict(self, docs: Iterable[Doc]) -> list[list[EntitySpan]]:
         """Entities per doc as ``(token start, token end, label, confidence)`` over the Doc's tokens."""
@@ -429,6 +246,7 @@ def make_translate(nlp: Language, name: str, model: str | None, batch_size: int,
 
 
 __all__ = [
+    "MODEL_SUBDIR",
     "BilstmEntityRecognizer",
     "BilstmTextCategorizer",
     "BilstmTranslator",

@@ -20,8 +20,8 @@ from pytorch_lightning import LightningDataModule
 from pytorch_lightning.callbacks import ModelSummary
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-from toolkit.artifact import save_model_dir
 from toolkit.errors import ConfigError
+from toolkit.provenance import provenance
 from toolkit.tasks import TaskModule
 
 # Packages whose classes a config may name. jsonargparse imports whatever import path a value names (a
@@ -90,7 +90,7 @@ class ToolkitCLI(LightningCLI):
             "epochs": trainer.current_epoch, "global_step": trainer.global_step,
             "best_checkpoint": best or None,
             "fit_seconds": round(time.perf_counter() - started, 1) if started else None,
-        })
+        }, provenance(config.as_dict(), config.get("seed_everything")))
         print(json.dumps({"model_dir": str(path), "metrics": metrics}))
         print(f"model directory: {path}")
 
@@ -114,21 +114,12 @@ class ToolkitCLI(LightningCLI):
 
 
 def export_model(model: TaskModule, datamodule: LightningDataModule, target: str | Path,
-                 metrics: dict[str, float] | None = None, training: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s network and ``datamodule``'s vocabulary/labels as a model directory."""
-    data_side = datamodule.artifact()
-    return save_model_dir(
-        target,
-        task=model.task,
-        model_config=model.export_config(),
-        state_dict=model.net.state_dict(),
-        json_files=data_side.get("json_files"),
-        extra_files=data_side.get("extra_files"),
-        labels=data_side.get("labels"),
-        tokenizer=data_side.get("tokenizer"),
-        training={**(training or {}), "metrics": metrics or {}, "data": data_side.get("data"),
-                  "torch": torch.__version__},
-    )
+                 metrics: dict[str, float] | None = None, training: dict[str, Any] | None = None,
+                 run_record: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s network and ``datamodule``'s vocabulary/labels as a model directory (through the spec)."""
+    return model.spec.save(target, model.model_config, datamodule.export(), model.net.state_dict(),
+                           training={**(training or {}), "metrics": metrics or {}, "torch": torch.__version__},
+                           provenance=run_record)
 
 
 def run(argv: list[str]) -> None:

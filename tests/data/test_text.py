@@ -1,7 +1,7 @@
 import torch
 from torch.utils.data import RandomSampler
 
-from toolkit.data.batching import BucketBatchSampler, length_sorted_batches, pad_ids
+from toolkit.data.batching import BucketBatchSampler, pad_ids
 from toolkit.data.tokenize import Tokenizer, TokenizerSettings
 from toolkit.data.vocab import PAD, UNK, Vocab
 
@@ -53,10 +53,6 @@ def test_bucket_sampler_takes_an_injected_distributed_sampler():
         sampler = torch.utils.data.DistributedSampler(range(50), num_replicas=2, rank=rank, shuffle=True, seed=1)
         shards.append({i for batch in BucketBatchSampler(sampler, 8, lengths=lengths) for i in batch})
     assert not shards[0] & shards[1] and len(shards[0] | shards[1]) == 50
-
-
-def test_length_sorted_batches():
-    assert length_sorted_batches([1, 5, 3, 4], 2) == [[1, 3], [2, 0]]
 
 
 def test_truncation_keeps_head_tail_or_both():

@@ -30,7 +30,7 @@ def make_net(attention="general", input_feeding=True, cell="lstm", layers=1, voc
         decoder=DecoderConfig(cell=cell, hidden_size=32, num_layers=layers, attention=attention,
                               input_feeding=input_feeding, dropout=0.0),
     )
-    return Seq2SeqNet(config, vocab, vocab, bos=BOS, eos=EOS)
+    return Seq2SeqNet(config, vocab, vocab, bos=BOS, eos=EOS, banned=(0, BOS))
 
 
 def padded(sequences):
@@ -183,10 +183,10 @@ def test_tied_and_shared_weights_are_stored_once():
     assert "decoder.embed.embedding.weight" in names and not any(n.startswith("source_embed") for n in names)
     save({k: v.contiguous() for k, v in net.state_dict().items()})  # safetensors refuses aliased tensors
     with pytest.raises(ValueError, match="joint vocabulary"):
-        Seq2SeqNet(Seq2SeqConfig(share_embeddings=True), 100, 120)
+        Seq2SeqNet(Seq2SeqConfig(share_embeddings=True), 100, 120, bos=BOS, eos=EOS)
     separate = Seq2SeqNet(Seq2SeqConfig(share_embeddings=False, embedding_dim=8,
                                         encoder=EncoderConfig(hidden_size=4), decoder=DecoderConfig(hidden_size=8)),
-                          100, 120)
+                          100, 120, bos=BOS, eos=EOS)
     assert separate.source_embed.embedding.weight.shape == (100, 8)
     assert separate.decoder.embed.embedding.weight.shape == (120, 8)
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from toolkit.data.vectors import GLOVE_PACKAGE, load_pretrained
 from toolkit.errors import ConfigError, DataError
-from toolkit.nn.embeddings import GLOVE_PACKAGE, WordEmbedding, load_pretrained
+from toolkit.nn.embeddings import WordEmbedding
 
 TOKENS = ["<pad>", "<unk>", "the", "Paris", "cat", "zzzunseen"]
 
@@ -62,7 +63,8 @@ def test_initialise_and_freeze(tmp_path):
     write_vectors(path, False, {"cat": [7, 8, 9]})
     embedding = WordEmbedding(len(TOKENS), 3)
     before = embedding.embedding.weight[2].clone()
-    stats = embedding.initialise_from(str(path), TOKENS, freeze=True)
+    vectors, found, stats = load_pretrained(str(path), TOKENS, 3)
+    embedding.initialise_from(vectors, found, freeze=True)
     assert stats.found == 1
     assert embedding.embedding.weight[4].tolist() == [7, 8, 9]
     assert torch.equal(embedding.embedding.weight[2], before)  # not found: keeps its random init
@@ -78,3 +80,8 @@ def test_word_dropout_only_in_training_and_never_on_padding():
     assert torch.all(out[0, 2] == 0)  # padding stays padding
     embedding.eval()
     torch.testing.assert_close(embedding(ids)[0, 0], embedding.embedding.weight[2])
+
+
+def test_vectors_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match=r"pretrained vectors \(4, 3\) do not fit the embedding table \(6, 3\)"):
+        WordEmbedding(len(TOKENS), 3).initialise_from(torch.zeros(4, 3), torch.ones(4, dtype=torch.bool))

@@ -1,11 +1,12 @@
 import pytest
 import torch
 
-from toolkit.data.tagging_features import FeatureSettings, TaggingFeaturizer
+from toolkit.data.casing import casing_id
+from toolkit.data.tag_features import FeatureSettings, TaggingFeaturizer
 from toolkit.data.tagschemes import allowed_transitions, is_valid, tag_set
 from toolkit.data.vocab import Vocab
 from toolkit.nn.encoder import EncoderConfig
-from toolkit.nn.features import CharBiLSTM, CharCNN, casing_id
+from toolkit.nn.features import CharBiLSTM, CharCNN
 from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig
 from toolkit.nn.transformer import TransformerFeaturesConfig, TransformerWordFeatures
 

@@ -14,6 +14,8 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.serving.conftest import LIMITS, start_server, stop_server
+from toolkit.specs.meta import FORMAT_VERSION
+from toolkit.version import __version__
 
 
 def run(argv: list[str], home: Path, **env: str) -> subprocess.CompletedProcess:
@@ -51,7 +53,8 @@ def test_import_copies_the_model_directory(store, textcat_model_dir):
     for item in ("meta.json", "model.safetensors", "vocab.json"):
         assert (stored / item).read_bytes() == (textcat_model_dir / item).read_bytes()
     info = yaml.safe_load((stored / "model.yaml").read_text())
-    assert info["labels"] == {"task": "classify", "toolkit_version": "0.1.0", "format_version": "1", "stage": "test"}
+    assert info["labels"] == {"task": "classify", "toolkit_version": __version__, "format_version": str(FORMAT_VERSION),
+                              "stage": "test"}
 
 
 def test_import_refuses_a_broken_directory(tmp_path, capsys):

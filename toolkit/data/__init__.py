@@ -1,7 +1,7 @@
-"""Reading, tokenising, vocabularies and Lightning DataModules.
+"""Reading, tokenising, vocabularies and Lightning DataModules (one per task, named like the task).
 
-The DataModules import Lightning, so they load lazily: the Predictor uses the readers, tokenizer and
-vocabulary from this package without importing Lightning.
+The DataModules import Lightning, so they load lazily: the Predictor uses the readers, tokenizers and
+vocabularies from this package without importing Lightning. This package never imports ``toolkit.nn``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import importlib
 from typing import Any
 
 _DATAMODULES = {
-    "TextClassificationData": "toolkit.data.classification",
-    "TaggingData": "toolkit.data.tagging",
-    "ParallelTextData": "toolkit.data.parallel",
+    "TextClassificationData": "toolkit.data.classify",
+    "TaggingData": "toolkit.data.tag",
+    "BitextData": "toolkit.data.translate",
+    "ParallelTextData": "toolkit.data.translate",  # the former name of BitextData
 }
 
 
@@ -22,4 +23,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'toolkit.data' has no attribute {name!r}")
 
 
-__all__ = list(_DATAMODULES)
+__all__ = ["BitextData", "TaggingData", "TextClassificationData"]

@@ -1,4 +1,5 @@
-"""Length-bucketed batching and padding.
+"""Length-bucketed batching and padding: the one batcher of training (:class:`BucketBatchSampler`) and of
+inference (:func:`sorted_batches`).
 
 Batches of similar lengths waste little compute on padding, which matters twice here: the recurrent
 encoder runs over padded positions (that is what keeps it on the fast unpacked kernels), and CPU time is
@@ -8,6 +9,7 @@ the budget.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import groupby
 
 import numpy as np
 import torch
@@ -85,18 +87,51 @@ def pad_ids(sequences: Sequence[Sequence[int]] | Sequence[Tensor], pad: int = 0)
     return torch.from_numpy(ids), torch.from_numpy(lengths)
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first), for inference.
+TOKENS_PER_TEXT = 512
+"""Padded tokens per text a batch may hold on average (``batch_size × TOKENS_PER_TEXT`` in all): roomy for
+sentences and IMDB reviews cut to 400 tokens, while a batch of 5,000-token texts is cut down to a few."""
 
-    ``max_tokens`` caps a batch's padded size (texts × longest length): long inputs run in smaller batches.
+
+def sorted_batches(indices: list[int], lengths: list[int], batch_size: int,
+                   max_tokens: int | None = None) -> Iterator[tuple[list[int], list[int]]]:
+    """Within one window: ``(positions in the window, input indices)`` per batch.
+
+    Texts of exactly the same length are batched together wherever that fills at least a quarter of a
+    batch: such a batch needs no padding, so the encoder runs all layers and directions in one fused
+    call (``RecurrentEncoder._fused_forward``; on CoNLL-2003 most sentences land in such batches). The
+    rest are batched longest first.
+
+    ``max_tokens`` (default ``batch_size × TOKENS_PER_TEXT``) caps a batch's padded size (texts × longest
+    length), so a window of very long texts runs in smaller batches instead of holding activations for
+    ``batch_size`` of them at once: memory stays bounded whatever the input.
     """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    if max_tokens is None:
-        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    batches: list[list[int]] = []
-    for index in order:
-        if batches and len(batches[-1]) < batch_size and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
-            batches[-1].append(index)
-        else:
-            batches.append([index])
-    return batches
+    budget = max_tokens or batch_size * TOKENS_PER_TEXT
+    by_length = sorted(range(len(indices)), key=lambda k: -lengths[k])
+    least = max(1, batch_size // 4)
+    exact: list[list[int]] = []
+    rest: list[int] = []
+    for length, group in groupby(by_length, key=lambda k: lengths[k]):
+        members = list(group)
+        size = max(1, min(batch_size, budget // max(length, 1)))
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            if len(chunk) >= min(least, size):
+                exact.append(chunk)
+            else:
+                rest.extend(chunk)
+    batches = exact + list(_budgeted(rest, lengths, batch_size, budget))
+    for positions in batches:
+        yield positions, [indices[k] for k in positions]
+
+
+def _budgeted(ordered: list[int], lengths: list[int], batch_size: int, budget: int) -> Iterator[list[int]]:
+    """Cut positions (longest first) into batches of at most ``batch_size`` whose padded size fits ``budget``."""
+    batch: list[int] = []
+    for position in ordered:
+        longest = lengths[batch[0]] if batch else lengths[position]
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * longest > budget):
+            yield batch
+            batch = []
+        batch.append(position)
+    if batch:
+        yield batch

@@ -23,7 +23,7 @@ GENERIC_SUFFIXES = ("src", "tgt")
 
 
 @dataclass(frozen=True)
-class ParallelExample:
+class SentencePair:
     """One sentence pair and the (1-based) line it came from."""
 
     source: str
@@ -71,7 +71,7 @@ def read_sentences(path: str | Path) -> list[str]:
     return sentences
 
 
-def read_aligned(source: str | Path, target: str | Path) -> list[ParallelExample]:
+def read_aligned(source: str | Path, target: str | Path) -> list[SentencePair]:
     """Pairs from two line-aligned files; misaligned files raise a DataError naming both and both counts."""
     sources = [line for _, line in decoded_lines(source)]
     targets = [line for _, line in decoded_lines(target)]
@@ -88,15 +88,15 @@ def read_aligned(source: str | Path, target: str | Path) -> list[ParallelExample
             if not text.strip():
                 raise DataError(path, "line is empty; every line must hold one sentence", number,
                                 hint="remove the pair from both files")
-        examples.append(ParallelExample(src.strip(), tgt.strip(), number))
+        examples.append(SentencePair(src.strip(), tgt.strip(), number))
     return examples
 
 
 def read_jsonl_pairs(path: str | Path, source_field: str = "source",
-                     target_field: str = "target") -> list[ParallelExample]:
+                     target_field: str = "target") -> list[SentencePair]:
     """Pairs from a JSONL file with a source and a target field per object."""
     examples = [
-        ParallelExample(_field(record, source_field, path, line, "source").strip(),
+        SentencePair(_field(record, source_field, path, line, "source").strip(),
                         _field(record, target_field, path, line, "target").strip(), line)
         for line, record in read_records(path)
     ]
@@ -105,15 +105,15 @@ def read_jsonl_pairs(path: str | Path, source_field: str = "source",
     return examples
 
 
-def read_parallel(path: str | Path, source_lang: str = "de", target_lang: str = "en", source_field: str = "source",
-                  target_field: str = "target") -> list[ParallelExample]:
+def read_bitext(path: str | Path, source_lang: str = "de", target_lang: str = "en", source_field: str = "source",
+                  target_field: str = "target") -> list[SentencePair]:
     """Sentence pairs from a JSONL file or from a source file plus its suffix-swapped target file."""
-    if data_format_or_text(path) == "jsonl":
+    if bitext_format(path) == "jsonl":
         return read_jsonl_pairs(path, source_field, target_field)
     return read_aligned(path, target_path(path, source_lang, target_lang))
 
 
-def data_format_or_text(path: str | Path) -> str:
+def bitext_format(path: str | Path) -> str:
     """``jsonl`` for JSONL files, else ``text`` (language suffixes like ``.de`` are not file types)."""
     _, language, _ = _split_language(Path(path))
     if language.lower() in ("jsonl", "json", "ndjson"):

@@ -10,7 +10,7 @@ predictions for entity F1) into corpus-level metrics.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pytorch_lightning as pl
 import torch
@@ -18,6 +18,19 @@ from torch.utils.data import DataLoader, IterableDataset, RandomSampler, Sequent
 
 from toolkit.data.batching import BucketBatchSampler
 from toolkit.errors import DataError
+
+T = TypeVar("T")
+
+
+def carve_dev(examples: list[T], fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """Split off a random ``fraction`` of ``examples`` as a dev set (fixed ``seed`` → same split every run)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"dev_fraction must be in (0, 1), got {fraction}")
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed)).tolist()
+    size = max(1, round(len(examples) * fraction))
+    dev = sorted(order[:size])
+    train = sorted(order[size:])
+    return [examples[i] for i in train], [examples[i] for i in dev]
 
 
 class BucketedDataModule(pl.LightningDataModule):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from toolkit.data.textrules import blank_controls
 from toolkit.errors import ConfigError, ModelDirError
@@ -53,6 +53,33 @@ class SubwordSettings:
             raise ConfigError(f"subword model must be one of {SUBWORD_MODELS}, got {self.model!r}")
         if self.vocab_size < len(SPECIAL_TOKENS) + 16:
             raise ConfigError(f"vocab_size {self.vocab_size} is too small; use at least {len(SPECIAL_TOKENS) + 16}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BitextTokenizer:
+    """How a translator's text becomes subword ids: meta.json ``tokenizer`` of a translation model."""
+
+    kind: str = "subword"
+    """Always ``subword`` (the tokenizer files are Hugging Face ``tokenizers`` JSON)."""
+    model: str = "bpe"
+    """``bpe`` or ``unigram`` (see :class:`SubwordSettings`)."""
+    vocab_size: int = 8000
+    joint: bool = True
+    min_frequency: int = 2
+    lowercase: bool = False
+    files: dict[str, str] = field(default_factory=lambda: {"source": "tokenizer.json", "target": "tokenizer.json"})
+    """The tokenizer file of each side (the same file when ``joint``)."""
+    source_lang: str = "de"
+    target_lang: str = "en"
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the bad field."""
+        SubwordSettings(self.model, self.vocab_size, self.joint, self.min_frequency, self.lowercase).validate()
+        if set(self.files) != {"source", "target"}:
+            raise ConfigError(f"tokenizer files must name a 'source' and a 'target' file, got {sorted(self.files)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

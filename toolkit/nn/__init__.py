@@ -1,12 +1,11 @@
-"""Plain-torch building blocks: tensors in, tensors out (no Lightning, no data handling)."""
+"""Plain-torch building blocks: tensors in, tensors out (no Lightning, no data handling, no file reading)."""
 
 from toolkit.nn.classifier import ClassifierConfig, TextClassifierNet
-from toolkit.nn.embeddings import GLOVE_PACKAGE, WordEmbedding, load_pretrained
+from toolkit.nn.embeddings import WordEmbedding
 from toolkit.nn.encoder import EncoderConfig, EncoderOutput, RecurrentEncoder
 from toolkit.nn.pooling import SequencePooling
 
 __all__ = [
-    "GLOVE_PACKAGE",
     "ClassifierConfig",
     "EncoderConfig",
     "EncoderOutput",
@@ -14,5 +13,4 @@ __all__ = [
     "SequencePooling",
     "TextClassifierNet",
     "WordEmbedding",
-    "load_pretrained",
 ]

@@ -8,7 +8,7 @@ instead of one ``bidirectional=True`` module, for three reasons:
 * padding stays exact *without* packing: a forward-running RNN over right-padded input computes the
   valid positions exactly (padding comes after them), and the backward direction runs forward over each
   sequence reversed *within its own length*. Unpacked input takes PyTorch's oneDNN fast path on CPU,
-  which packed input never does (``docs/speed.md``); ``padding="packed"`` keeps the classic route;
+  which packed input never does (docs/benchmarks.md, encoder speed); ``padding="packed"`` keeps the classic route;
 * the state dict is the same in both padding modes, so the mode is an inference-time choice.
 """
 

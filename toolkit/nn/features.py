@@ -1,4 +1,4 @@
-"""Word-level input features for taggers: character encoders, casing embedding, locked dropout."""
+"""Word-level input features for taggers: character encoders and locked dropout (tensors in, tensors out)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,6 @@ import torch
 from torch import Tensor, nn
 
 from toolkit.nn.encoder import EncoderConfig, RecurrentEncoder
-
-CASINGS = ("<pad>", "numeric", "mostly_numeric", "lower", "upper", "title", "contains_digit", "other")
-
-
-def casing_id(token: str) -> int:
-    """Casing class of a token (index into :data:`CASINGS`), as in Reimers & Gurevych (2017)."""
-    digits = sum(ch.isdigit() for ch in token)
-    if token.isdigit():
-        return 1
-    if digits / max(len(token), 1) > 0.5:
-        return 2
-    if token.islower():
-        return 3
-    if token.isupper():
-        return 4
-    if token[:1].isupper():
-        return 5
-    if digits:
-        return 6
-    return 7
 
 
 class LockedDropout(nn.Module):

@@ -45,11 +45,12 @@ class Seq2SeqNet(nn.Module):
         config: architecture.
         source_vocab_size: source vocabulary size.
         target_vocab_size: target vocabulary size.
-        bos, eos: the target start/end ids; ``banned`` ids are never produced (padding, ``<s>``).
+        bos, eos: the target start/end ids; ``banned`` ids are never produced (padding, ``<s>``). They come from
+            the tokenizer (the translate spec passes them): the network does not assume any.
     """
 
-    def __init__(self, config: Seq2SeqConfig, source_vocab_size: int, target_vocab_size: int, bos: int = 2,
-                 eos: int = 3, banned: tuple[int, ...] = (0, 2)) -> None:
+    def __init__(self, config: Seq2SeqConfig, source_vocab_size: int, target_vocab_size: int, *, bos: int,
+                 eos: int, banned: tuple[int, ...] = ()) -> None:
         super().__init__()
         config.validate()
         if config.share_embeddings and source_vocab_size != target_vocab_size:

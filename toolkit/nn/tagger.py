@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from toolkit.nn.crf import CRF
 from toolkit.nn.embeddings import WordEmbedding
 from toolkit.nn.encoder import EncoderConfig, RecurrentEncoder
-from toolkit.nn.features import CASINGS, CharBiLSTM, CharCNN, LockedDropout
+from toolkit.nn.features import CharBiLSTM, CharCNN, LockedDropout
 from toolkit.nn.transformer import TransformerFeaturesConfig, TransformerWordFeatures
 
 CHAR_ENCODERS = ("cnn", "lstm", "none")
@@ -65,17 +65,18 @@ class SequenceTaggerNet(nn.Module):
         allowed: transition constraints ``(transitions, start, end)`` of the tag scheme.
         transformer_path: local HF model directory when transformer features are used.
         load_transformer_weights: False when the weights come from a model directory instead.
+        num_casings: number of casing classes (``len(toolkit.data.casing.CASINGS)``, padding included).
     """
 
     def __init__(self, config: TaggerConfig, vocab_size: int, num_chars: int, num_tags: int,
                  allowed: tuple[Tensor, Tensor, Tensor] | None = None, transformer_path: str | None = None,
-                 load_transformer_weights: bool = True) -> None:
+                 load_transformer_weights: bool = True, num_casings: int = 8) -> None:
         super().__init__()
         config.validate()
         self.config = config
         self.embed = WordEmbedding(vocab_size, config.embedding_dim, word_dropout=config.word_dropout)
         size = config.embedding_dim
-        self.casing = nn.Embedding(len(CASINGS), config.casing_dim, padding_idx=0) if config.casing_dim else None
+        self.casing = nn.Embedding(num_casings, config.casing_dim, padding_idx=0) if config.casing_dim else None
         size += config.casing_dim
         self.chars = None
         if config.chars == "cnn":

@@ -1,31 +1,24 @@
-"""The Predictor: a model directory in, typed results out (no Lightning import).
+"""What every task's predictor shares (no Lightning import): text rules, length limits, device, quantization.
 
-``Predictor.load(dir)`` reads ``meta.json`` and returns the predictor for the model's task. Predictors
-hold no per-request state, so one instance can serve concurrent requests.
+Predictors hold no per-request state, so one instance can serve concurrent requests. Which predictor a model
+directory needs is decided in :mod:`toolkit.predict.loader` (``Predictor.load``), so this base class never
+imports the task predictors that subclass it.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
-from toolkit.artifact import ModelDir, load_model_dir
 from toolkit.data.textrules import cut_to_chars, excerpt, text_problem
 from toolkit.errors import ConfigError, DataError, InputError, ModelDirError
+from toolkit.specs.base import Opened
 
 DEFAULT_MAX_CHARS = 20_000
-"""Longest text (in characters, after any lossless clipping) a Predictor takes unless told otherwise."""
-
-# task → "module:Class"; imported on demand so loading a classifier never imports the translator.
-PREDICTORS = {
-    "classify": "toolkit.predict.classify:ClassifierPredictor",
-    "tag": "toolkit.predict.tag:TaggerPredictor",
-    "translate": "toolkit.predict.translate:TranslatorPredictor",
-}
+"""Longest text (in characters, after any lossless clipping) a predictor takes unless told otherwise."""
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -41,62 +34,24 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-class Predictor:
-    """Base class; use :meth:`Predictor.load` to get the right subclass for a model directory."""
+class TaskPredictor:
+    """What every task's predictor shares: validation and length rules, the device, int8 quantization.
+
+    Get one with :meth:`toolkit.Predictor.load`, which picks the task's subclass from the task table.
+    """
 
     task: ClassVar[str] = ""
 
-    def __init__(self, model_dir: ModelDir, device: torch.device) -> None:
-        self.model_dir = model_dir
-        self.meta: dict[str, Any] = model_dir.meta
+    def __init__(self, opened: Opened, device: torch.device) -> None:
+        self.model_dir = opened.model_dir
+        self.meta = opened.model_dir.meta
+        self.config: Any = opened.config
+        """The typed meta.json ``model_config`` (the task spec's dataclass)."""
         self.device = device
         self.max_chars = DEFAULT_MAX_CHARS
         """Longest text the model takes (characters, after lossless clipping); see :meth:`model_texts`."""
         self.truncate = False
         """Cut texts over ``max_chars`` (the result says ``input_truncated``) instead of refusing them."""
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None,
-             num_threads: int | None = None, quantize: bool = False, max_chars: int | None = None,
-             truncate: bool = False) -> Predictor:
-        """Load a model directory.
-
-        Args:
-            path: the model directory.
-            device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
-            num_threads: torch intra-op threads for CPU inference (None leaves torch's setting).
-            quantize: int8 dynamic quantization of the recurrent and linear layers (CPU only: with no
-                ``device`` it loads on the CPU even where CUDA is available); check the
-                accuracy cost on your data first (docs/benchmarks.md lists it for the shipped configs).
-            max_chars: longest text accepted (default :data:`DEFAULT_MAX_CHARS`); bounds the memory a text
-                can take. A classifier that reads only its first/last N tokens first clips a text to the part
-                holding them, which changes nothing, so its texts are measured after that.
-            truncate: cut a longer text at a whitespace boundary before ``max_chars`` instead of raising
-                :class:`InputError`; the result is marked ``input_truncated``.
-
-        Raises:
-            ModelDirError: the directory is missing, incomplete, corrupt or from a newer toolkit.
-        """
-        if num_threads is not None:
-            if not isinstance(num_threads, int) or num_threads < 1:
-                raise ConfigError(f"num_threads must be a positive integer, not {num_threads!r}")
-            torch.set_num_threads(num_threads)
-        if max_chars is not None and (not isinstance(max_chars, int) or isinstance(max_chars, bool)
-                                      or max_chars < 1):
-            raise ConfigError(f"max_chars must be a positive integer, not {max_chars!r}")
-        model_dir = load_model_dir(path)
-        module_name, class_name = PREDICTORS[model_dir.task].split(":")
-        predictor_class = getattr(importlib.import_module(module_name), class_name)
-        if cls is not Predictor and not issubclass(predictor_class, cls):
-            raise ModelDirError(f"{path} holds a {model_dir.task!r} model, not one for {cls.__name__}")
-        if quantize and device is None:
-            device = "cpu"  # int8 dynamic quantization is a CPU feature: quantize=True alone means the CPU
-        predictor = predictor_class(model_dir, resolve_device(device))
-        predictor.max_chars = max_chars or DEFAULT_MAX_CHARS
-        predictor.truncate = bool(truncate)
-        if quantize:
-            predictor.quantize_dynamic()
-        return predictor
 
     # ---- what the model reads -----------------------------------------------------------------------------
 
@@ -170,7 +125,7 @@ class Predictor:
 
     @property
     def labels(self) -> list[str]:
-        return list(self.meta.get("labels") or [])
+        return list(self.meta.labels or [])
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Any]:
         """Predict for each text; results in input order. Each result has ``to_dict()`` (JSON-able)."""
@@ -183,21 +138,3 @@ class Predictor:
         a task ignores those it has no use for.
         """
         raise NotImplementedError
-
-    @staticmethod
-    def load_weights(net: torch.nn.Module, model_dir: ModelDir) -> None:
-        """Load the safetensors state dict strictly, naming mismatched tensors on failure."""
-        state = model_dir.state_dict
-        expected = net.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-        if missing or unexpected or wrong:
-            details = "; ".join(part for part in (
-                f"missing tensors {missing[:5]}" if missing else "",
-                f"unexpected tensors {unexpected[:5]}" if unexpected else "",
-                (f"wrong shapes {[(k, tuple(state[k].shape), tuple(expected[k].shape)) for k in wrong[:5]]}"
-                 if wrong else ""),
-            ) if part)
-            raise ModelDirError(f"{model_dir.path}: weights do not match the model config in meta.json ({details})")
-        net.load_state_dict(state)

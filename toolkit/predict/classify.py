@@ -9,16 +9,15 @@ from typing import Any
 
 import torch
 
-from toolkit.artifact import ModelDir
-from toolkit.config import config_from_dict
-from toolkit.data.batching import pad_ids
+from toolkit.data.batching import pad_ids, sorted_batches
 from toolkit.data.readers import check_labels, read_labelled
-from toolkit.data.tokenize import Tokenizer, TokenizerSettings
+from toolkit.data.tokenize import Tokenizer
 from toolkit.data.vocab import Vocab
-from toolkit.errors import ConfigError, ModelDirError
-from toolkit.nn.classifier import ClassifierConfig, TextClassifierNet
-from toolkit.predict.base import Predictor
-from toolkit.predict.pipelining import prefetched_windows, sorted_batches
+from toolkit.metrics import classification_scores
+from toolkit.predict.base import TaskPredictor
+from toolkit.predict.prefetch import prefetched_windows
+from toolkit.specs.base import Opened
+from toolkit.specs.classify import SPEC
 
 
 @dataclass(frozen=True)
@@ -39,27 +38,16 @@ class ClassPrediction:
         return result
 
 
-class ClassifierPredictor(Predictor):
+class ClassifierPredictor(TaskPredictor):
     """Tokenise → ids → encode → pool → softmax, in length-sorted batches under ``inference_mode``."""
 
     task = "classify"
 
-    def __init__(self, model_dir: ModelDir, device: torch.device) -> None:
-        super().__init__(model_dir, device)
-        meta = self.meta
-        try:
-            config = config_from_dict(ClassifierConfig, meta["model_config"]["network"],
-                                      "meta.json model_config.network")
-            self.tokenizer = Tokenizer(config_from_dict(TokenizerSettings, meta["tokenizer"], "meta.json tokenizer"))
-            self.vocab = Vocab.from_json(model_dir.json_file("vocab.json"))
-            vocab_size, num_labels = meta["model_config"]["vocab_size"], meta["model_config"]["num_labels"]
-        except (KeyError, TypeError, ValueError, ConfigError) as error:
-            raise ModelDirError(f"{model_dir.path}: meta.json or vocab.json is inconsistent ({error})") from None
-        if len(self.vocab) != vocab_size or len(self.labels) != num_labels:
-            raise ModelDirError(f"{model_dir.path}: vocab.json/labels do not match the sizes in meta.json")
-        self.net = TextClassifierNet(config, vocab_size, num_labels)
-        self.load_weights(self.net, model_dir)
-        self.net.to(device).eval()
+    def __init__(self, opened: Opened, device: torch.device) -> None:
+        super().__init__(opened, device)
+        self.tokenizer = Tokenizer(opened.tokenizer)
+        self.vocab: Vocab = opened.side
+        self.net = SPEC.load_net(opened.model_dir, opened.config).to(device)
 
     def clip(self, text: str) -> str:
         """Only the part of a long text holding the tokens the model keeps (``max_tokens``): lossless."""
@@ -97,19 +85,10 @@ class ClassifierPredictor(Predictor):
     def evaluate(self, data_file: str | Path, text_field: str = "text", label_field: str = "label",
                  batch_size: int = 64, **_: Any) -> dict[str, Any]:
         """Accuracy, macro-F1 (torchmetrics) and per-class F1 on a JSONL/CSV file of labelled texts."""
-        from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
-
         examples = read_labelled(data_file, text_field, label_field)
         check_labels(examples, self.labels, data_file)
         self.refuse_unusable(data_file, [(example.line, example.text) for example in examples])
         index = {label: i for i, label in enumerate(self.labels)}
         target = torch.tensor([index[example.label] for example in examples])
         predicted = self.predict_proba([example.text for example in examples], batch_size).argmax(-1)
-        classes = len(self.labels)
-        per_class = multiclass_f1_score(predicted, target, classes, average="none").tolist()
-        return {
-            "accuracy": round(multiclass_accuracy(predicted, target, classes, average="micro").item(), 6),
-            "macro_f1": round(multiclass_f1_score(predicted, target, classes, average="macro").item(), 6),
-            "n": len(examples),
-            "per_class_f1": {label: round(value, 6) for label, value in zip(self.labels, per_class, strict=True)},
-        }
+        return classification_scores(predicted, target, self.labels)

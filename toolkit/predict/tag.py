@@ -9,19 +9,18 @@ from typing import Any
 
 import torch
 
-from toolkit.artifact import ModelDir
-from toolkit.config import config_from_dict
+from toolkit.data.batching import sorted_batches
 from toolkit.data.conll import ColumnFormat, read_conll
-from toolkit.data.tagging_features import FeatureSettings, TaggingFeaturizer
-from toolkit.data.tagschemes import allowed_transitions, convert, detect_scheme, spans_from_tags, split_tag
+from toolkit.data.tag_features import TaggingFeaturizer
+from toolkit.data.tagschemes import convert, detect_scheme, spans_from_tags, split_tag
 from toolkit.data.textrules import SURROGATE, excerpt, text_problem
 from toolkit.data.tokenize import Tokenizer, TokenizerSettings
-from toolkit.data.vocab import Vocab
-from toolkit.errors import ConfigError, DataError, InputError, ModelDirError
+from toolkit.errors import DataError, InputError
 from toolkit.metrics import entity_scores
-from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig
-from toolkit.predict.base import Predictor
-from toolkit.predict.pipelining import prefetched_windows, sorted_batches
+from toolkit.predict.base import TaskPredictor
+from toolkit.predict.prefetch import prefetched_windows
+from toolkit.specs.base import Opened
+from toolkit.specs.tag import SPEC
 
 
 @dataclass(frozen=True)
@@ -77,35 +76,20 @@ SENTENCE_WINDOW_TOKENS = 1 << 16
 """Tokens encoded per prefetch window (words, casing and up to 30 characters each): ~4,500 CoNLL sentences."""
 
 
-class TaggerPredictor(Predictor):
+class TaggerPredictor(TaskPredictor):
     """Encodes sentences like the training DataModule, decodes with constrained Viterbi."""
 
     task = "tag"
 
-    def __init__(self, model_dir: ModelDir, device: torch.device) -> None:
-        super().__init__(model_dir, device)
-        meta, model_config = self.meta, self.meta["model_config"]
-        try:
-            config = config_from_dict(TaggerConfig, model_config["network"], "meta.json model_config.network")
-            settings = meta["tokenizer"]
-            self.scheme, self.input_scheme = model_config["scheme"], model_config["input_scheme"]
-            transformer = str(model_dir.folder("transformer")) if model_config.get("transformer") else None
-            self.featurizer = TaggingFeaturizer(
-                Vocab.from_json(model_dir.json_file("vocab.json")), Vocab.from_json(model_dir.json_file("chars.json")),
-                config_from_dict(FeatureSettings, {k: settings[k] for k in ("lowercase_words", "max_word_chars")}),
-                transformer)
-            sizes = model_config["vocab_size"], model_config["num_chars"]
-        except (KeyError, TypeError, ValueError, ConfigError) as error:
-            raise ModelDirError(f"{model_dir.path}: meta.json is inconsistent ({error!r})") from None
-        if (len(self.featurizer.words), len(self.featurizer.chars)) != sizes:
-            raise ModelDirError(f"{model_dir.path}: vocab.json/chars.json do not match the sizes in meta.json")
-        self.featurizer.use_chars = config.chars != "none"
+    def __init__(self, opened: Opened, device: torch.device) -> None:
+        super().__init__(opened, device)
+        config, files = opened.config, opened.side
+        self.scheme, self.input_scheme = config.scheme, config.input_scheme
+        self.featurizer = TaggingFeaturizer(files.words, files.chars, opened.tokenizer, files.transformer)
+        self.featurizer.use_chars = config.network.chars != "none"
         self.tags = self.labels
-        self.net = SequenceTaggerNet(config, *sizes, len(self.tags), allowed_transitions(self.tags, self.scheme),
-                                     transformer, load_transformer_weights=False)
-        self.load_weights(self.net, model_dir)
-        self.net.to(device).eval()
-        self._tokenizer_settings = TokenizerSettings(lang=settings.get("lang", "en"), lowercase=False)
+        self.net = SPEC.load_net(opened.model_dir, config, transformer_path=files.transformer).to(device)
+        self._tokenizer_settings = TokenizerSettings(lang=opened.tokenizer.lang, lowercase=False)
         self._tokenizer: Tokenizer | None = None
 
     @property

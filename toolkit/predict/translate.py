@@ -14,16 +14,14 @@ from typing import Any
 
 import torch
 
-from toolkit.artifact import ModelDir
-from toolkit.config import config_from_dict
-from toolkit.data.batching import length_sorted_batches, pad_ids
-from toolkit.data.bitext import read_parallel
-from toolkit.data.subword import SubwordTokenizer
-from toolkit.errors import ConfigError, InputError, ModelDirError
+from toolkit.data.batching import pad_ids, sorted_batches
+from toolkit.data.bitext import read_bitext
+from toolkit.errors import InputError
+from toolkit.metrics import translation_scores
 from toolkit.nn.beam import DecodingConfig
-from toolkit.nn.seq2seq import Seq2SeqConfig, Seq2SeqNet
-from toolkit.predict.base import Predictor
-from toolkit.predict.pipelining import TOKENS_PER_TEXT
+from toolkit.predict.base import TaskPredictor
+from toolkit.specs.base import Opened
+from toolkit.specs.translate import SPEC
 
 
 @dataclass(frozen=True)
@@ -57,34 +55,17 @@ class Translation:
         return result
 
 
-class TranslatorPredictor(Predictor):
+class TranslatorPredictor(TaskPredictor):
     """Subword-encode → encode → greedy/beam search → detokenise, in length-sorted batches."""
 
     task = "translate"
 
-    def __init__(self, model_dir: ModelDir, device: torch.device) -> None:
-        super().__init__(model_dir, device)
-        meta = self.meta
-        try:
-            config = meta["model_config"]
-            network = config_from_dict(Seq2SeqConfig, config["network"], "meta.json model_config.network")
-            self.decoding = config_from_dict(DecodingConfig, config["decoding"], "meta.json model_config.decoding")
-            files = meta["tokenizer"]["files"]
-            self.source_tokenizer = SubwordTokenizer.from_json(model_dir.json_file(files["source"]))
-            self.target_tokenizer = (self.source_tokenizer if files["target"] == files["source"]
-                                     else SubwordTokenizer.from_json(model_dir.json_file(files["target"])))
-            sizes = config["source_vocab_size"], config["target_vocab_size"]
-            special = config["special_ids"]
-        except (KeyError, TypeError, ValueError, ConfigError, OSError) as error:
-            raise ModelDirError(f"{model_dir.path}: meta.json or tokenizer files are inconsistent ({error})") from None
-        if (self.source_tokenizer.vocab_size, self.target_tokenizer.vocab_size) != tuple(sizes):
-            raise ModelDirError(f"{model_dir.path}: tokenizer vocabularies do not match the sizes in meta.json")
-        self.source_lang = meta["tokenizer"].get("source_lang", "de")
-        self.target_lang = meta["tokenizer"].get("target_lang", "en")
-        self.net = Seq2SeqNet(network, *sizes, bos=special["bos"], eos=special["eos"],
-                              banned=(special["pad"], special["bos"]))
-        self.load_weights(self.net, model_dir)
-        self.net.to(device).eval()
+    def __init__(self, opened: Opened, device: torch.device) -> None:
+        super().__init__(opened, device)
+        self.decoding = opened.config.decoding
+        self.source_tokenizer, self.target_tokenizer = opened.side
+        self.source_lang, self.target_lang = opened.tokenizer.source_lang, opened.tokenizer.target_lang
+        self.net = SPEC.load_net(opened.model_dir, opened.config).to(device)
 
     def _decoding(self, beam_size: int | None, length_penalty: float | None) -> DecodingConfig:
         changes = {k: v for k, v in (("beam_size", beam_size), ("length_penalty", length_penalty)) if v is not None}
@@ -112,7 +93,7 @@ class TranslatorPredictor(Predictor):
         decoding = self._decoding(beam_size, length_penalty)
         ids = self.source_tokenizer.encode(read)
         results: list[Translation | None] = [None] * len(texts)
-        for batch in length_sorted_batches([len(seq) for seq in ids], batch_size, batch_size * TOKENS_PER_TEXT):
+        for _, batch in sorted_batches(list(range(len(ids))), [len(seq) for seq in ids], batch_size):
             source, lengths = pad_ids([ids[i] for i in batch])
             hypotheses = self.net.translate(source.to(self.device), lengths.to(self.device), decoding,
                                             return_attention=return_attention)
@@ -137,28 +118,23 @@ class TranslatorPredictor(Predictor):
         (``val.de`` → ``val.en``, ``val.de.gz`` → ``val.en.gz``) or a JSONL file with ``source``/``target``
         fields (``--text-field``/``--label-field`` rename them). ``beam_size`` None = the model's default.
         """
-        import sacrebleu
-
         fields = {"source_field": text_field if text_field not in (None, "text") else "source",
                   "target_field": label_field if label_field not in (None, "label") else "target"}
-        pairs = read_parallel(data_file, self.source_lang, self.target_lang, **fields)
+        pairs = read_bitext(data_file, self.source_lang, self.target_lang, **fields)
         self.refuse_unusable(data_file, [(pair.line, pair.source) for pair in pairs])
         decoding = self._decoding(beam_size, None)
         started = time.perf_counter()
         outputs = [t.translation for t in self.predict([p.source for p in pairs], batch_size, decoding.beam_size)]
         seconds = time.perf_counter() - started
-        references = [[p.target for p in pairs]]
-        bleu_metric, chrf_metric = sacrebleu.BLEU(), sacrebleu.CHRF()
-        bleu = bleu_metric.corpus_score(outputs, references)
-        chrf = chrf_metric.corpus_score(outputs, references)
+        scores = translation_scores(outputs, [p.target for p in pairs])
         return {
-            "bleu": round(bleu.score, 2),
-            "chrf": round(chrf.score, 2),
+            "bleu": round(scores["bleu"], 2),
+            "chrf": round(scores["chrf"], 2),
             "n": len(pairs),
             "beam_size": decoding.beam_size,
             "length_penalty": decoding.length_penalty,
-            "bleu_details": bleu.format(signature=str(bleu_metric.get_signature())),
-            "chrf_signature": str(chrf_metric.get_signature()),
+            "bleu_details": scores["bleu_details"],
+            "chrf_signature": scores["chrf_signature"],
             "seconds": round(seconds, 2),
             "sentences_per_second": round(len(pairs) / max(seconds, 1e-9), 2),
         }

@@ -1,33 +1,27 @@
-"""One LightningModule per task (imports Lightning; the Predictor never imports this package)."""
+"""One LightningModule per task (imports Lightning; the Predictor never imports this package).
+
+The modules are named in the task table (``toolkit.registry``) and imported on first use, so one task's
+dependencies never load another's. ``toolkit.tasks.TextClassifier`` etc. is the ``class_path`` form configs use.
+"""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from toolkit.registry import TASKS, load_piece
 from toolkit.tasks.base import OptimizerConfig, TaskModule
-
-# task name → "module:Class"; imported on first use so one task's dependencies never load another's.
-TASKS: dict[str, str] = {
-    "classify": "toolkit.tasks.classify:TextClassifier",
-    "tag": "toolkit.tasks.tag:SequenceTagger",
-    "translate": "toolkit.tasks.translate:Translator",
-}
 
 
 def task_class(task: str) -> type[TaskModule]:
     """The LightningModule class of a task name."""
-    module, name = TASKS[task].split(":")
-    return getattr(importlib.import_module(module), name)
+    return load_piece(TASKS[task].module)
 
 
 def __getattr__(name: str) -> Any:
-    # `toolkit.tasks.TextClassifier` etc. (the class_path form configs use).
-    for target in TASKS.values():
-        module, class_name = target.split(":")
-        if class_name == name:
-            return getattr(importlib.import_module(module), name)
+    for entry in TASKS.values():
+        if entry.module.rpartition(":")[2] == name:
+            return load_piece(entry.module)
     raise AttributeError(f"module 'toolkit.tasks' has no attribute {name!r}")
 
 
-__all__ = ["TASKS", "OptimizerConfig", "TaskModule", "task_class"]
+__all__ = ["OptimizerConfig", "TaskModule", "task_class"]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
+
+from toolkit.specs import spec_for
+from toolkit.specs.base import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,7 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 
 
 class TaskModule(pl.LightningModule):
-    """Base class: subclasses set ``task`` and ``monitor`` and build ``self.net``."""
+    """Base class: subclasses set ``task``, ``monitor`` and ``model_config``, and build ``self.net`` with the spec."""
 
     task: str = ""
     monitor: str = ""  # validation metric that picks the best checkpoint (higher is better)
@@ -58,16 +62,25 @@ class TaskModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """Initialise the word embeddings from pretrained vectors when the network config names them.
 
-        The vectors need the vocabulary, which only the data module has. On resume the checkpoint's
-        weights are restored after this and win.
+        The vectors need the vocabulary, which only the data module has; the data layer reads them
+        (:mod:`toolkit.data.vectors`) and the network takes them as tensors. On resume the checkpoint's weights
+        are restored after this and win.
         """
         config = getattr(self, "network_config", None)
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if stage == "fit" and getattr(config, "pretrained", None) and datamodule is not None:
-            stats = self.net.embed.initialise_from(config.pretrained, datamodule.vocabulary_tokens(),
-                                                   freeze=config.freeze_embeddings)
+            from toolkit.data.vectors import load_pretrained
+
+            vectors, found, stats = load_pretrained(config.pretrained, datamodule.vocabulary_tokens(),
+                                                    self.net.embed.dim)
+            self.net.embed.initialise_from(vectors, found, freeze=config.freeze_embeddings)
             log.info("%s", stats)
             print(stats)
+
+    @property
+    def spec(self) -> TaskSpec:
+        """The task's model-directory format (what export writes and the Predictor reads)."""
+        return spec_for(self.task)
 
     @classmethod
     def class_path_hparam(cls) -> dict[str, str]:
@@ -100,6 +113,5 @@ class TaskModule(pl.LightningModule):
         return [ModelCheckpoint(monitor=self.monitor, mode="max", save_last=True,
                                 filename="best-{epoch}-{step}", auto_insert_metric_name=False)]
 
-    def export_config(self) -> dict:
-        """Everything the Predictor needs to rebuild ``self.net`` (plain JSON values)."""
-        raise NotImplementedError
+    model_config: Any
+    """The typed meta.json ``model_config`` the network was built from (the spec writes it on export)."""

@@ -1,14 +1,16 @@
-"""Text classification: a thin LightningModule around :class:`~toolkit.nn.TextClassifierNet`."""
+"""Text classification: a thin LightningModule around the classify spec's network (``TextClassifierNet``)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy
 
 from toolkit.config import config_from_dict, config_to_dict
-from toolkit.nn.classifier import ClassifierConfig, TextClassifierNet
+from toolkit.metrics import classification_metrics
+from toolkit.nn.classifier import ClassifierConfig
+from toolkit.specs.classify import ClassifyConfig
 from toolkit.tasks.base import OptimizerConfig, TaskModule
 
 
@@ -43,15 +45,12 @@ class TextClassifier(TaskModule):
                                    **self.class_path_hparam()})
         self.network_config = network
         self.labels = list(data_info["labels"])
-        self.net = TextClassifierNet(network, data_info["vocab_size"], len(self.labels))
-        metrics = MetricCollection({
-            "acc": MulticlassAccuracy(len(self.labels), average="micro"),
-            "macro_f1": MulticlassF1Score(len(self.labels), average="macro"),
-        })
+        self.model_config = ClassifyConfig(network, data_info["vocab_size"], len(self.labels))
+        self.net = self.spec.build_net(self.model_config, self.labels)
         # Running accuracy over each training epoch (dropout on), as Keras reports it.
         self.train_acc = MulticlassAccuracy(len(self.labels), average="micro")
-        self.val_metrics = metrics.clone(prefix="val_")
-        self.test_metrics = metrics.clone(prefix="test_")
+        self.val_metrics = classification_metrics(len(self.labels), prefix="val_")
+        self.test_metrics = classification_metrics(len(self.labels), prefix="test_")
         # Example-weighted mean loss over the whole dev set; synced like the metrics, so exact under DDP.
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
@@ -81,7 +80,3 @@ class TextClassifier(TaskModule):
 
     def test_step(self, batch: dict, batch_index: int) -> None:
         self._evaluate(batch, self.test_metrics, self.test_loss, "test_")
-
-    def export_config(self) -> dict:
-        return {"network": config_to_dict(self.network_config), "vocab_size": self.hparams.data_info["vocab_size"],
-                "num_labels": len(self.labels)}

@@ -8,10 +8,12 @@ import torch
 from torchmetrics import MeanMetric
 
 from toolkit.config import config_from_dict, config_to_dict
-from toolkit.data.tagging_features import TaggingFeaturizer
-from toolkit.data.tagschemes import allowed_transitions, convert
+from toolkit.data.tag_features import TaggingFeaturizer
+from toolkit.data.tagschemes import convert
 from toolkit.metrics import entity_scores
-from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig
+from toolkit.nn.tagger import TaggerConfig
+from toolkit.progress import progress
+from toolkit.specs.tag import TagConfig
 from toolkit.tasks.base import OptimizerConfig, TaskModule
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,10 @@ class SequenceTagger(TaskModule):
         self.network_config = network
         self.tags = list(data_info["tags"])
         self.scheme, self.input_scheme = data_info["scheme"], data_info["input_scheme"]
-        self.net = SequenceTaggerNet(network, data_info["vocab_size"], data_info["num_chars"], len(self.tags),
-                                     allowed_transitions(self.tags, self.scheme), data_info.get("transformer"))
+        self.model_config = TagConfig(network, data_info["vocab_size"], data_info["num_chars"], self.scheme,
+                                      self.input_scheme, transformer=bool(data_info.get("transformer")))
+        self.net = self.spec.build_net(self.model_config, self.tags, transformer_path=data_info.get("transformer"),
+                                       load_transformer_weights=True)
         self._gold: list[list[str]] = []
         self._predicted: list[list[str]] = []
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # sentence-weighted; exact under DDP
@@ -63,7 +67,8 @@ class SequenceTagger(TaskModule):
                 continue
             order = sorted(range(len(dataset.items)), key=lambda i: dataset.lengths[i])
             with torch.inference_mode():
-                for start in range(0, len(order), 64):
+                starts = range(0, len(order), 64)
+                for start in progress(starts, f"transformer features ({split})", len(starts), "batches"):
                     chosen = [dataset.items[i] for i in order[start:start + 64]]
                     batch = {k: v.to(self.device) for k, v in TaggingFeaturizer.collate(chosen).items()}
                     features = transformer(batch["subwords"], batch["subword_mask"], batch["subword_words"],
@@ -119,9 +124,3 @@ class SequenceTagger(TaskModule):
     def on_test_epoch_end(self) -> None:
         self._stage = "test"
         self._report()
-
-    def export_config(self) -> dict:
-        info = self.hparams.data_info
-        return {"network": config_to_dict(self.network_config), "vocab_size": info["vocab_size"],
-                "num_chars": info["num_chars"], "scheme": self.scheme, "input_scheme": self.input_scheme,
-                "transformer": bool(info.get("transformer"))}

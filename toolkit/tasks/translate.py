@@ -15,8 +15,10 @@ import math
 import torch
 
 from toolkit.config import config_from_dict, config_to_dict
+from toolkit.metrics import translation_scores
 from toolkit.nn.beam import DecodingConfig
-from toolkit.nn.seq2seq import Seq2SeqConfig, Seq2SeqNet
+from toolkit.nn.seq2seq import Seq2SeqConfig
+from toolkit.specs.translate import SpecialIds, TranslateConfig
 from toolkit.tasks.base import OptimizerConfig, TaskModule
 
 
@@ -40,8 +42,8 @@ class Translator(TaskModule):
     Args:
         network: architecture (embeddings, encoder, decoder, attention, tying).
         optimizer: learning rate, weight decay and schedule.
-        data_info: ``{"source_vocab_size", "target_vocab_size", "pad_id", "bos_id", "eos_id"}`` from the
-            DataModule (the CLI links it).
+        data_info: ``{"source_vocab_size", "target_vocab_size"}`` from the DataModule (the CLI links it); the
+            special token ids are the fixed ones of every tokenizer the toolkit trains (``toolkit.data.subword``).
         label_smoothing: ε of the label-smoothed cross-entropy.
         decoding: search defaults stored with the model (validation BLEU always decodes greedily).
         val_bleu: decode the dev set each validation epoch for BLEU/chrF (off: ``val_bleu`` is minus the
@@ -75,10 +77,10 @@ class Translator(TaskModule):
                                    "decoding": config_to_dict(decoding), "val_bleu": val_bleu,
                                    **self.class_path_hparam()})
         self.network_config, self.decoding = network, decoding
-        self.pad_id = data_info.get("pad_id", 0)
-        self.net = Seq2SeqNet(network, data_info["source_vocab_size"], data_info["target_vocab_size"],
-                              bos=data_info.get("bos_id", 2), eos=data_info.get("eos_id", 3),
-                              banned=(self.pad_id, data_info.get("bos_id", 2)))
+        self.model_config = TranslateConfig(network, data_info["source_vocab_size"], data_info["target_vocab_size"],
+                                            decoding, SpecialIds())
+        self.pad_id = self.model_config.special_ids.pad
+        self.net = self.spec.build_net(self.model_config, None)
         self.detokenize = None  # target ids → text; taken from the data module in setup()
         self._eval: dict = {}
 
@@ -145,11 +147,8 @@ class Translator(TaskModule):
         tokens = max(state["tokens"], 1)
         metrics = {f"{prefix}loss": state["loss"] / tokens, f"{prefix}ppl": math.exp(min(state["nll"] / tokens, 50.0))}
         if self.hparams.val_bleu and state["hypotheses"]:
-            import sacrebleu
-
-            references = [state["references"]]
-            metrics[f"{prefix}bleu"] = sacrebleu.corpus_bleu(state["hypotheses"], references).score
-            metrics[f"{prefix}chrf"] = sacrebleu.corpus_chrf(state["hypotheses"], references).score
+            scores = translation_scores(state["hypotheses"], state["references"])
+            metrics[f"{prefix}bleu"], metrics[f"{prefix}chrf"] = scores["bleu"], scores["chrf"]
         else:
             metrics[f"{prefix}bleu"] = -metrics[f"{prefix}loss"]
         self.log_dict(metrics, prog_bar=True)
@@ -159,9 +158,3 @@ class Translator(TaskModule):
 
     def on_test_epoch_end(self) -> None:
         self._finish("test_")
-
-    def export_config(self) -> dict:
-        info = self.hparams.data_info
-        return {"network": config_to_dict(self.network_config), "decoding": config_to_dict(self.decoding),
-                "source_vocab_size": info["source_vocab_size"], "target_vocab_size": info["target_vocab_size"],
-                "special_ids": {"pad": self.pad_id, "bos": self.net.bos, "eos": self.net.eos}}

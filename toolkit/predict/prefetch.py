@@ -1,4 +1,4 @@
-"""Overlap tokenisation with model compute, keeping batches length-sorted.
+"""Overlap tokenisation with model compute: the next window of texts is encoded in a thread.
 
 Tokenising with spaCy holds the GIL, while torch's kernels release it, so a background thread can
 tokenise the next window of texts while the model runs on the current one; on a 2-core machine this
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from itertools import groupby
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -21,9 +20,6 @@ T = TypeVar("T")
 WINDOW_SIZE = 1 << 18
 """Largest total size (characters of raw texts, or tokens of token lists) of one prefetch window: 256 IMDB reviews
 (~330k characters) come in windows of ~200, while 20,000-character texts come a dozen at a time."""
-TOKENS_PER_TEXT = 512
-"""Padded tokens per text a batch may hold on average (``batch_size × TOKENS_PER_TEXT`` in all): roomy for
-sentences and IMDB reviews cut to 400 tokens, while a batch of 5,000-token texts is cut down to a few."""
 
 
 def prefetched_windows(
@@ -65,48 +61,3 @@ def prefetched_windows(
             if position + 1 < len(windows):
                 pending = pool.submit(encode, [texts[i] for i in windows[position + 1]])
             yield indices, encoded
-
-
-def sorted_batches(indices: list[int], lengths: list[int], batch_size: int,
-                   max_tokens: int | None = None) -> Iterator[tuple[list[int], list[int]]]:
-    """Within one window: ``(positions in the window, input indices)`` per batch.
-
-    Texts of exactly the same length are batched together wherever that fills at least a quarter of a
-    batch: such a batch needs no padding, so the encoder runs all layers and directions in one fused
-    call (``RecurrentEncoder._fused_forward``; on CoNLL-2003 most sentences land in such batches). The
-    rest are batched longest first.
-
-    ``max_tokens`` (default ``batch_size × TOKENS_PER_TEXT``) caps a batch's padded size (texts × longest
-    length), so a window of very long texts runs in smaller batches instead of holding activations for
-    ``batch_size`` of them at once: memory stays bounded whatever the input.
-    """
-    budget = max_tokens or batch_size * TOKENS_PER_TEXT
-    by_length = sorted(range(len(indices)), key=lambda k: -lengths[k])
-    least = max(1, batch_size // 4)
-    exact: list[list[int]] = []
-    rest: list[int] = []
-    for length, group in groupby(by_length, key=lambda k: lengths[k]):
-        members = list(group)
-        size = max(1, min(batch_size, budget // max(length, 1)))
-        for start in range(0, len(members), size):
-            chunk = members[start : start + size]
-            if len(chunk) >= min(least, size):
-                exact.append(chunk)
-            else:
-                rest.extend(chunk)
-    batches = exact + list(_budgeted(rest, lengths, batch_size, budget))
-    for positions in batches:
-        yield positions, [indices[k] for k in positions]
-
-
-def _budgeted(ordered: list[int], lengths: list[int], batch_size: int, budget: int) -> Iterator[list[int]]:
-    """Cut positions (longest first) into batches of at most ``batch_size`` whose padded size fits ``budget``."""
-    batch: list[int] = []
-    for position in ordered:
-        longest = lengths[batch[0]] if batch else lengths[position]
-        if batch and (len(batch) == batch_size or (len(batch) + 1) * longest > budget):
-            yield batch
-            batch = []
-        batch.append(position)
-    if batch:
-        yield batch

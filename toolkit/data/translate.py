@@ -1,4 +1,4 @@
-"""DataModule for translation: parallel text → subword ids → length-bucketed batches.
+"""DataModule for translation: bitext (parallel sentences) → subword ids → length-bucketed batches.
 
 The readers live in :mod:`toolkit.data.bitext` and the subword vocabulary in :mod:`toolkit.data.subword`
 (neither imports Lightning, so the Predictor uses the same code).
@@ -12,17 +12,25 @@ from pathlib import Path
 import torch
 
 from toolkit.data.batching import pad_ids
-from toolkit.data.bitext import ParallelExample, data_format_or_text, read_parallel, target_path
-from toolkit.data.classification import carve_dev
-from toolkit.data.datamodule import BucketedDataModule
+from toolkit.data.bitext import SentencePair, bitext_format, read_bitext, target_path
+from toolkit.data.datamodule import BucketedDataModule, carve_dev
+from toolkit.data.export import DataExport
 from toolkit.data.readers import file_sha256
-from toolkit.data.subword import BOS_ID, EOS_ID, PAD_ID, SubwordSettings, SubwordTokenizer, train_subword
+from toolkit.data.subword import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    BitextTokenizer,
+    SubwordSettings,
+    SubwordTokenizer,
+    train_subword,
+)
 from toolkit.errors import DataError
 
 log = logging.getLogger(__name__)
 
 
-class ParallelDataset(torch.utils.data.Dataset):
+class BitextDataset(torch.utils.data.Dataset):
     """Source ids, target ids and the raw target text (the BLEU reference) per pair."""
 
     def __init__(self, sources: list[list[int]], targets: list[list[int]], references: list[str]) -> None:
@@ -39,7 +47,7 @@ class ParallelDataset(torch.utils.data.Dataset):
         return self.sources[index], self.targets[index], self.references[index]
 
 
-def collate_parallel(batch: list[tuple[torch.Tensor, torch.Tensor, str]]) -> dict:
+def collate_bitext(batch: list[tuple[torch.Tensor, torch.Tensor, str]]) -> dict:
     """Pad a list of pairs.
 
     Returns:
@@ -54,7 +62,7 @@ def collate_parallel(batch: list[tuple[torch.Tensor, torch.Tensor, str]]) -> dic
             "references": [item[2] for item in batch]}
 
 
-class ParallelTextData(BucketedDataModule):
+class BitextData(BucketedDataModule):
     """Sentence pairs → subword ids with a vocabulary trained on the training pairs only.
 
     Args:
@@ -80,7 +88,7 @@ class ParallelTextData(BucketedDataModule):
         max_train_examples: use only the first N training pairs (quick experiments).
     """
 
-    collate = staticmethod(collate_parallel)
+    collate = staticmethod(collate_bitext)
 
     def __init__(
         self,
@@ -111,12 +119,12 @@ class ParallelTextData(BucketedDataModule):
         self.subword.validate()
         self.source_tokenizer: SubwordTokenizer | None = None
         self.target_tokenizer: SubwordTokenizer | None = None
-        self.datasets: dict[str, ParallelDataset] = {}
+        self.datasets: dict[str, BitextDataset] = {}
         self._sizes: dict[str, int] = {}
 
-    def _read(self, path: str) -> list[ParallelExample]:
+    def _read(self, path: str) -> list[SentencePair]:
         hp = self.hparams
-        return read_parallel(path, hp.source_lang, hp.target_lang, hp.source_field, hp.target_field)
+        return read_bitext(path, hp.source_lang, hp.target_lang, hp.source_field, hp.target_field)
 
     # -- preparation (lazy so LightningCLI can link the vocabulary sizes into the model) ---------------
 
@@ -149,28 +157,27 @@ class ParallelTextData(BucketedDataModule):
         log.info("subword vocabulary %d/%d, %s", self.source_tokenizer.vocab_size, self.target_tokenizer.vocab_size,
                  self._sizes)
 
-    def _encode(self, examples: list[ParallelExample], limit: int | None = None) -> ParallelDataset:
+    def _encode(self, examples: list[SentencePair], limit: int | None = None) -> BitextDataset:
         sources = self.source_tokenizer.encode([e.source for e in examples])
         targets = self.target_tokenizer.encode([e.target for e in examples])
         keep = [i for i in range(len(examples)) if limit is None or max(len(sources[i]), len(targets[i])) <= limit]
-        return ParallelDataset([sources[i] for i in keep], [targets[i] for i in keep],
+        return BitextDataset([sources[i] for i in keep], [targets[i] for i in keep],
                                [examples[i].target for i in keep])
 
     @property
     def data_info(self) -> dict:
-        """Vocabulary sizes and special ids the model is built from (linked into ``model.data_info``)."""
+        """Vocabulary sizes the model is built from (linked into ``model.data_info``)."""
         self._prepare()
         return {"source_vocab_size": self.source_tokenizer.vocab_size,
-                "target_vocab_size": self.target_tokenizer.vocab_size,
-                "pad_id": PAD_ID, "bos_id": BOS_ID, "eos_id": EOS_ID}
+                "target_vocab_size": self.target_tokenizer.vocab_size}
 
     def detokenize(self, sequences: list[list[int]]) -> list[str]:
         """Target ids → text (the model uses it for validation BLEU)."""
         self._prepare()
         return self.target_tokenizer.decode(sequences)
 
-    def artifact(self) -> dict:
-        """What the model directory needs from the data side: the tokenizer file(s) and settings."""
+    def export(self) -> DataExport:
+        """What the model directory needs from the data side: the subword tokenizer file(s) and settings."""
         self._prepare()
         hp = self.hparams
         if self.subword.joint:
@@ -181,13 +188,18 @@ class ParallelTextData(BucketedDataModule):
                           "target_tokenizer.json": self.target_tokenizer.to_json()}
             names = {"source": "source_tokenizer.json", "target": "target_tokenizer.json"}
         files = [hp.train_file]
-        if data_format_or_text(hp.train_file) == "text":
+        if bitext_format(hp.train_file) == "text":
             files.append(str(target_path(hp.train_file, hp.source_lang, hp.target_lang)))
-        return {
-            "json_files": json_files,
-            "labels": None,
-            "tokenizer": {"kind": "subword", **self.subword.to_dict(), "files": names,
-                          "source_lang": hp.source_lang, "target_lang": hp.target_lang},
-            "data": {"files": [str(Path(f)) for f in files], "sha256": file_sha256(*files),
-                     "dev_file": hp.dev_file, **self._sizes},
-        }
+        preprocessing = BitextTokenizer(**self.subword.to_dict(), files=names, source_lang=hp.source_lang,
+                                        target_lang=hp.target_lang)
+        return DataExport(
+            labels=None,
+            tokenizer=preprocessing.to_dict(),
+            json_files=json_files,
+            record={"files": [str(Path(f)) for f in files], "sha256": file_sha256(*files), "dev_file": hp.dev_file,
+                    **self._sizes},
+        )
+
+
+ParallelTextData = BitextData
+"""The former name of :class:`BitextData`, kept so configs that name it still work."""

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit.data.bitext import read_aligned, read_parallel, read_sentences, target_path
-from toolkit.data.parallel import ParallelTextData, collate_parallel
+from toolkit.data.bitext import read_aligned, read_bitext, read_sentences, target_path
 from toolkit.data.subword import BOS_ID, EOS_ID, PAD_ID, SubwordSettings, SubwordTokenizer, train_subword
+from toolkit.data.translate import BitextData, collate_bitext
 from toolkit.errors import ConfigError, DataError
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "translate"
@@ -35,13 +35,13 @@ def test_target_path_without_a_language_suffix_is_a_clear_error(name):
 
 
 def test_reads_the_bundled_sample_as_plain_text_gzip_and_jsonl(tmp_path):
-    plain = read_parallel(SAMPLES / "dev.de")
+    plain = read_bitext(SAMPLES / "dev.de")
     assert len(plain) == 60 and plain[0].source.startswith("Ein Hund") and plain[0].target.startswith("A dog")
     for suffix in ("de", "en"):
         with open(SAMPLES / f"dev.{suffix}", "rb") as raw, gzip.open(tmp_path / f"dev.{suffix}.gz", "wb") as packed:
             shutil.copyfileobj(raw, packed)
-    assert read_parallel(tmp_path / "dev.de.gz") == plain
-    jsonl = read_parallel(SAMPLES / "dev.jsonl")
+    assert read_bitext(tmp_path / "dev.de.gz") == plain
+    jsonl = read_bitext(SAMPLES / "dev.jsonl")
     assert [(e.source, e.target) for e in jsonl] == [(e.source, e.target) for e in plain]
 
 
@@ -49,7 +49,7 @@ def test_misaligned_files_name_both_files_and_both_counts(tmp_path):
     source = write(tmp_path / "train.de", ["Ein Hund.", "Eine Katze.", "Ein Baum."])
     target = write(tmp_path / "train.en", ["A dog.", "A cat."])
     with pytest.raises(DataError) as caught:
-        read_parallel(source)
+        read_bitext(source)
     message = str(caught.value)
     assert str(source) in message and str(target) in message
     assert "has 3 lines" in message and "has 2 lines" in message
@@ -58,7 +58,7 @@ def test_misaligned_files_name_both_files_and_both_counts(tmp_path):
 def test_missing_target_file_is_named(tmp_path):
     source = write(tmp_path / "only.de", ["Ein Hund."])
     with pytest.raises(DataError, match=r"only\.en: file not found"):
-        read_parallel(source)
+        read_bitext(source)
 
 
 def test_empty_line_is_reported_with_file_and_line(tmp_path):
@@ -75,12 +75,12 @@ def test_jsonl_errors_name_the_line_and_field(tmp_path):
     path.write_text(json.dumps({"source": "Ein Hund.", "target": "A dog."}) + "\n"
                     + json.dumps({"source": "Eine Katze."}) + "\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"pairs\.jsonl:2: missing target field 'target'"):
-        read_parallel(path)
+        read_bitext(path)
 
 
 @pytest.fixture(scope="module")
 def sample_texts():
-    return [e.source for e in read_parallel(SAMPLES / "train.de")] + [e.target for e in read_parallel(
+    return [e.source for e in read_bitext(SAMPLES / "train.de")] + [e.target for e in read_bitext(
         SAMPLES / "train.de")]
 
 
@@ -105,7 +105,7 @@ def test_subword_training_is_deterministic_and_validated(sample_texts):
 
 
 def test_collate_adds_bos_and_eos_and_pads():
-    batch = collate_parallel([(torch.tensor([5, 6, 7]), torch.tensor([8, 9]), "a b"),
+    batch = collate_bitext([(torch.tensor([5, 6, 7]), torch.tensor([8, 9]), "a b"),
                               (torch.tensor([5]), torch.tensor([10, 11, 12]), "c")])
     assert batch["source"].tolist() == [[5, 6, 7], [5, PAD_ID, PAD_ID]]
     assert batch["source_lengths"].tolist() == [3, 1]
@@ -115,7 +115,7 @@ def test_collate_adds_bos_and_eos_and_pads():
 
 
 def test_datamodule_builds_vocab_from_training_data_and_exports_it():
-    data = ParallelTextData(str(SAMPLES / "train.de"), str(SAMPLES / "dev.jsonl"), vocab_size=700, batch_size=8)
+    data = BitextData(str(SAMPLES / "train.de"), str(SAMPLES / "dev.jsonl"), vocab_size=700, batch_size=8)
     info = data.data_info
     assert info["source_vocab_size"] == info["target_vocab_size"] <= 700
     data.setup("fit")
@@ -123,18 +123,17 @@ def test_datamodule_builds_vocab_from_training_data_and_exports_it():
     batch = next(iter(data.val_dataloader()))
     assert batch["source"].shape[0] == len(batch["references"])
     assert data.detokenize(data.datasets["val"].targets[:1]) == [data.datasets["val"].references[0]]
-    side = data.artifact()
-    assert set(side["json_files"]) == {"tokenizer.json"}
-    assert side["tokenizer"]["files"] == {"source": "tokenizer.json", "target": "tokenizer.json"}
-    assert side["data"]["files"][1].endswith("train.en") and len(side["data"]["sha256"]) == 64
+    side = data.export()
+    assert set(side.json_files) == {"tokenizer.json"} and side.labels is None
+    assert side.tokenizer["files"] == {"source": "tokenizer.json", "target": "tokenizer.json"}
+    assert side.record["files"][1].endswith("train.en") and len(side.record["sha256"]) == 64
 
 
 def test_separate_vocabularies_and_length_filter():
-    data = ParallelTextData(str(SAMPLES / "train.de"), dev_fraction=0.1, joint_vocab=False, vocab_size=400,
-                            max_length=8)
+    data = BitextData(str(SAMPLES / "train.de"), dev_fraction=0.1, joint_vocab=False, vocab_size=400, max_length=8)
     data.setup("fit")
     assert data.source_tokenizer is not data.target_tokenizer
-    assert set(data.artifact()["json_files"]) == {"source_tokenizer.json", "target_tokenizer.json"}
+    assert set(data.export().json_files) == {"source_tokenizer.json", "target_tokenizer.json"}
     assert len(data.datasets["val"]) == 30
     kept = data.datasets["train"]
     assert all(len(s) <= 8 and len(t) <= 8 for s, t in zip(kept.sources, kept.targets, strict=True))

@@ -1,0 +1,175 @@
+"""Import directions hold, and nothing imports in a circle, static or through the registry and importlib.
+
+Layers (docs/architecture.md): ``toolkit.nn`` (plain torch) never imports ``toolkit.data``, ``toolkit.tasks`` or
+anything above it; ``toolkit.data`` never imports ``toolkit.nn``; ``toolkit.predict`` (and what it imports) never
+reaches Lightning, ``toolkit.tasks``, ``serving`` or ``pipelines``. Edges are every ``import`` (module level and
+inside functions; ``TYPE_CHECKING`` blocks excluded), ``importlib.import_module`` of a string literal naming one of
+our modules, and ``load_piece(entry.<field>)``, which imports the modules the task table names in that field.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from toolkit.registry import TASKS, TaskEntry
+
+PACKAGES = ("toolkit", "pipelines", "serving")
+REGISTRY_FIELDS = set(TaskEntry.__dataclass_fields__)
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")}
+
+
+def _ours(name: str) -> str | None:
+    """The module of ours that an imported name refers to (a module, or a package for ``from pkg import x``)."""
+    while name:
+        if name in MODULES:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def _under_type_checking(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            return True
+    return False
+
+
+def edges_of(name: str) -> tuple[set[str], set[str]]:
+    """``(our modules, external top-level packages)`` that ``name`` imports."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    ours, external = set(), set()
+
+    def add(target: str) -> None:
+        module = _ours(target)
+        if module is not None:
+            ours.add(module)
+        elif target.split(".")[0] not in PACKAGES:
+            external.add(target.split(".")[0])
+
+    for node in ast.walk(tree):
+        if _under_type_checking(node, parents):
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:  # `from pkg import module` imports the module itself
+                add(f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in MODULES else node.module)
+        elif isinstance(node, ast.Call):
+            function = ast.unparse(node.func)
+            if function.endswith("import_module") and node.args and isinstance(node.args[0], ast.Constant):
+                add(node.args[0].value)
+            elif function.endswith("load_piece") and node.args and isinstance(node.args[0], ast.Attribute) \
+                    and node.args[0].attr in REGISTRY_FIELDS:
+                for entry in TASKS.values():
+                    add(getattr(entry, node.args[0].attr).partition(":")[0])
+    if name == "toolkit.cli":  # its subcommand table: module names resolved with importlib.import_module
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in MODULES:
+                add(node.value)
+    ours.discard(name)
+    return ours, external
+
+
+GRAPH = {name: edges_of(name) for name in MODULES}
+
+
+def reachable(start: str) -> tuple[set[str], set[str]]:
+    seen, external, stack = {start}, set(), [start]
+    while stack:
+        ours, outside = GRAPH[stack.pop()]
+        external |= outside
+        for module in ours - seen:
+            seen.add(module)
+            stack.append(module)
+    return seen, external
+
+
+def layer(name: str) -> str:
+    return ".".join(name.split(".")[:2]) if name.startswith("toolkit.") else name.split(".")[0]
+
+
+def test_the_graph_sees_static_lazy_and_registry_imports():
+    assert "toolkit.nn.encoder" in GRAPH["toolkit.nn.classifier"][0]
+    assert "toolkit.predict.classify" in GRAPH["toolkit.predict.loader"][0]  # load_piece(TASKS[...].predictor)
+    assert "toolkit.specs.tag" in GRAPH["toolkit.specs"][0]  # load_piece(TASKS[...].spec)
+    assert "serving.cli" in GRAPH["toolkit.cli"][0]  # the subcommand table
+    assert "pipelines.distributed" in GRAPH["pipelines.label"][0]  # imported inside a function
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("toolkit.nn")))
+def test_nn_takes_tensors_and_imports_no_data_or_task_code(name):
+    ours, _ = GRAPH[name]
+    assert {layer(m) for m in ours} <= {"toolkit.nn", "toolkit.errors"}, ours
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("toolkit.data")))
+def test_data_never_imports_nn(name):
+    assert not any(layer(m) == "toolkit.nn" for m in reachable(name)[0]), name
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n.startswith("toolkit.predict")))
+def test_predict_never_reaches_lightning_tasks_serving_or_pipelines(name):
+    ours, external = reachable(name)
+    assert not {"pytorch_lightning", "lightning"} & external, name
+    assert not [m for m in ours if layer(m) in ("toolkit.tasks", "serving", "pipelines") or m == "toolkit.training"]
+
+
+def test_no_import_cycles():
+    index, low, stack, on_stack, cycles, counter = {}, {}, [], set(), [], [0]
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for target in GRAPH[node][0]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for name in sorted(GRAPH):
+        if name not in index:
+            visit(name)
+    assert cycles == []
+
+
+def test_every_task_entry_names_real_pieces():
+    from toolkit.registry import load_piece
+
+    for task, entry in TASKS.items():
+        assert load_piece(entry.spec).task == task
+        assert load_piece(entry.predictor).task == task
+        assert load_piece(entry.module).task == task
+        by_layer = defaultdict(list)
+        for field in ("spec", "data", "module", "predictor", "result"):
+            by_layer[layer(getattr(entry, field).partition(":")[0])].append(field)
+        assert set(by_layer) == {"toolkit.specs", "toolkit.data", "toolkit.tasks", "toolkit.predict"}

@@ -1,0 +1,82 @@
+"""The tagger's model directory: word and character vocabularies, feature settings, tag set, network (and the
+files of a transformer whose features it reads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from toolkit.artifact import ModelDir
+from toolkit.data.casing import CASINGS
+from toolkit.data.tag_features import FeatureSettings
+from toolkit.data.tagschemes import SCHEMES, allowed_transitions
+from toolkit.data.vocab import Vocab
+from toolkit.errors import ConfigError, ModelDirError
+from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig
+from toolkit.specs.base import TaskSpec, read_json_side_file
+
+TRANSFORMER_FOLDER = "transformer"
+
+
+@dataclass
+class TagConfig:
+    """meta.json ``model_config`` of a tagger."""
+
+    network: TaggerConfig
+    vocab_size: int
+    num_chars: int
+    scheme: str
+    """The tag scheme the network is trained and decodes in (``labels`` are its tags)."""
+    input_scheme: str
+    """The scheme of the training data, in which tags are read and written."""
+    transformer: bool = False
+    """Whether the network reads transformer features (their files are in ``transformer/``)."""
+
+    def validate(self) -> None:
+        for name, scheme in (("scheme", self.scheme), ("input_scheme", self.input_scheme)):
+            if scheme not in SCHEMES:
+                raise ConfigError(f"{name} must be one of {SCHEMES}, got {scheme!r}")
+
+
+class TaggerFiles(NamedTuple):
+    """A tagger's side files, loaded."""
+
+    words: Vocab
+    chars: Vocab
+    transformer: str | None
+    """The folder of the transformer's files (every one listed in meta.json), or None."""
+
+
+class TagSpec(TaskSpec[TagConfig, FeatureSettings]):
+    """``vocab.json`` (words), ``chars.json`` (characters), ``tokenizer`` = :class:`FeatureSettings`, ``labels`` =
+    the tags in ``scheme``; with transformer features, the transformer's config and tokenizer in ``transformer/``."""
+
+    task = "tag"
+    config_type = TagConfig
+    tokenizer_type = FeatureSettings
+
+    def side_files(self, tokenizer: FeatureSettings) -> tuple[str, ...]:
+        return ("vocab.json", "chars.json")
+
+    def build_net(self, config: TagConfig, labels: list[str] | None, *, transformer_path: str | None = None,
+                  load_transformer_weights: bool = False, **options: Any) -> SequenceTaggerNet:
+        tags = list(labels or [])
+        return SequenceTaggerNet(config.network, config.vocab_size, config.num_chars, len(tags),
+                                 allowed_transitions(tags, config.scheme), transformer_path,
+                                 load_transformer_weights=load_transformer_weights, num_casings=len(CASINGS))
+
+    def read_side_files(self, model_dir: ModelDir, config: TagConfig, tokenizer: FeatureSettings) -> TaggerFiles:
+        """The word and character vocabularies, and the transformer's folder if it has one."""
+        words = read_json_side_file(model_dir, "vocab.json", Vocab.from_json)
+        chars = read_json_side_file(model_dir, "chars.json", Vocab.from_json)
+        if (len(words), len(chars)) != (config.vocab_size, config.num_chars):
+            raise ModelDirError(f"{model_dir.path}: vocab.json/chars.json do not match the sizes in meta.json")
+        try:
+            allowed_transitions(list(model_dir.meta.labels or []), config.scheme)
+        except ValueError as error:
+            raise ModelDirError(f"{model_dir.path}: the tag set in meta.json is not valid ({error})") from None
+        transformer = str(model_dir.folder(TRANSFORMER_FOLDER)) if config.transformer else None
+        return TaggerFiles(words, chars, transformer)
+
+
+SPEC = TagSpec()
