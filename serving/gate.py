@@ -32,7 +32,6 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from serving.registry import ModelRegistry
-from toolkit.registry import TASKS
 
 Scope = dict[str, Any]
 DOCS_PAGE = Path(__file__).parent / "assets" / "docs.html"
@@ -43,17 +42,17 @@ UNUSABLE_STRING = ("the text contains an unpaired UTF-16 surrogate (such as \\ud
 
 
 class RequestGate:
-    """ASGI middleware in front of the task endpoints (one route per task of ``toolkit.registry``)."""
+    """ASGI middleware in front of the model endpoints (one route per task of ``toolkit.registry``, and /generate)."""
 
-    def __init__(self, app: Any, registry: ModelRegistry, request_model: type[BaseModel], max_texts: int,
-                 max_chars: int, max_body_bytes: int) -> None:
+    def __init__(self, app: Any, registry: ModelRegistry, routes: dict[str, tuple[str, type[BaseModel]]],
+                 max_texts: int, max_chars: int, max_body_bytes: int) -> None:
+        """``routes``: path → (the task whose model answers it, the request model that validates its body)."""
         self.app = app
         self.registry = registry
-        self.request_model = request_model
+        self.routes = routes
         self.max_texts = max_texts
         self.max_chars = max_chars
         self.max_body_bytes = max_body_bytes
-        self.routes = {f"/{entry.route}": task for task, entry in TASKS.items()}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -63,16 +62,17 @@ class RequestGate:
         if path in DOCS_PATHS and scope.get("method") in ("GET", "HEAD"):
             await _send_page(send, DOCS_PAGE.read_bytes())
             return
-        task = self.routes.get(path)
-        if task is None or scope.get("method") != "POST":
-            await self.app(scope, receive, _json_errors(scope, send))
+        route = self.routes.get(path)
+        if route is None or scope.get("method") != "POST":
+            await self.app(scope, receive, _json_errors(scope, send, self.routes))
             return
+        task, request_model = route
         refusal = self._refuse_early(task, scope)
         body = b""
         if refusal is None:
             body, refusal = await self._read_body(receive)
         if refusal is None:
-            refusal = self._check(body)
+            refusal = self._check(body, request_model)
         if refusal is not None:
             status, payload, headers = refusal
             await _send_json(send, status, payload, headers)
@@ -129,17 +129,17 @@ class RequestGate:
             if not message.get("more_body", False):
                 return b"".join(chunks), None
 
-    def _check(self, body: bytes) -> tuple[int, dict, dict] | None:
+    def _check(self, body: bytes, request_model: type[BaseModel]) -> tuple[int, dict, dict] | None:
         """Parse and validate the body; None when it may go on to the batcher."""
         if not body.strip():
             return 400, {"error": 'the request body is empty; send JSON like {"texts": ["..."]}'}, {}
         try:
-            self.request_model.model_validate_json(body)
+            request_model.model_validate_json(body)
         except ValidationError as error:
-            return self._explain(error, body)
+            return self._explain(error, body, request_model)
         return None
 
-    def _valid_json_unusable_text(self, body: bytes) -> tuple[int, dict, dict] | None:
+    def _valid_json_unusable_text(self, body: bytes, request_model: type[BaseModel]) -> tuple[int, dict, dict] | None:
         """A 422 for JSON that pydantic's parser refuses only for a lone surrogate escape (``"\\ud800"``).
 
         Such a body is valid JSON (RFC 8259 allows the escape) but its text is not Unicode; it is an invalid
@@ -150,24 +150,24 @@ class RequestGate:
         except (ValueError, RecursionError):
             return None
         try:
-            self.request_model.model_validate(data)
+            request_model.model_validate(data)
         except ValidationError as error:
-            return self._explain(error, b"")
+            return self._explain(error, b"", request_model)
         return None
 
-    def _explain(self, error: ValidationError, body: bytes) -> tuple[int, dict, dict]:
+    def _explain(self, error: ValidationError, body: bytes, request_model: type[BaseModel]) -> tuple[int, dict, dict]:
         details = error.errors(include_url=False, include_input=False, include_context=False)
         for item in details:
             if item["type"] in ("json_invalid", "json_type"):
-                return self._valid_json_unusable_text(body) or (
+                return self._valid_json_unusable_text(body, request_model) or (
                     400, {"error": f"the request body is not valid JSON: {item['msg']}"}, {})
         for item in details:
             location = tuple(item["loc"])
-            if item["type"] == "too_long" and location == ("texts",):
-                return 413, {"error": f"too many texts in one request: at most {self.max_texts} "
+            if item["type"] == "too_long" and location in (("texts",), ("prompts",)):
+                return 413, {"error": f"too many {location[0]} in one request: at most {self.max_texts} "
                                       "(send the rest in further requests)", "detail": details}, {}
-            if item["type"] == "string_too_long" and location[:1] == ("texts",):
-                return 413, {"error": f"text {location[1]} is longer than the limit of {self.max_chars} "
+            if item["type"] == "string_too_long" and location[:1] in (("texts",), ("prompts",)):
+                return 413, {"error": f"{location[0][:-1]} {location[1]} is longer than the limit of {self.max_chars} "
                                       "characters", "detail": details}, {}
         first = details[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
@@ -183,7 +183,7 @@ def _jsonable(item: dict) -> dict:
             for key, value in item.items()}
 
 
-def _json_errors(scope: Scope, send: Any) -> Any:
+def _json_errors(scope: Scope, send: Any, routes: dict[str, Any]) -> Any:
     """``send``, but a plain-text 404/405 from BentoML/starlette goes out as ``{"error": ...}`` JSON."""
     held: dict[str, Any] = {}
 
@@ -199,8 +199,8 @@ def _json_errors(scope: Scope, send: Any) -> Any:
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             status, method, path = held["start"]["status"], scope.get("method", ""), scope.get("path", "")
             if status == 404:
-                error = (f"no route {path!r}; the API answers POST /classify, /tag, /translate, GET /readyz, "
-                         "/livez, /metrics, /docs.json and the OpenAPI UI at /")
+                error = (f"no route {path!r}; the API answers POST {', '.join(sorted(routes))}, GET /readyz, "
+                         "/livez, /metrics, /docs.json and the OpenAPI UI at /docs")
                 headers = {}
             else:
                 error = f"{path} does not take {method}; use {held['allow'] or 'another method'}"

@@ -173,6 +173,11 @@ class ModelRegistry:
         with torch.autocast(device_type="cuda", dtype=self._dtype):
             yield
 
+    def generate(self, prompts: list[str], **sampling: Any) -> list[dict[str, Any]]:
+        """Continuations of ``prompts`` from the language model (``to_dict()`` each). The caller has validated them."""
+        with self._autocast():
+            return [result.to_dict() for result in self.predictors["lm"].generate(prompts, **sampling)]
+
     def predict(self, task: str, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
         """One result dict (``to_dict()``) per text, in order. The caller has validated ``texts``."""
         predictor = self.predictors[task]

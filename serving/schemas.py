@@ -42,8 +42,45 @@ def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
     return TextsRequest
 
 
+def generate_request_model(max_prompts: int, max_chars: int, max_new_tokens: int) -> type[BaseModel]:
+    """The body of ``POST /generate``: prompts and sampling settings, with the configured limits."""
+    prompt = Annotated[str, StringConstraints(max_length=max_chars), AfterValidator(_usable_prompt)]
+
+    class GenerateRequest(BaseModel):
+        """Prompts to continue with a language model ("" starts a text from scratch), and how to sample."""
+
+        model_config = ConfigDict(extra="forbid", strict=True)
+
+        prompts: list[prompt] = Field(min_length=1, max_length=max_prompts,
+                                      description=f"1 to {max_prompts} prompts of at most {max_chars} characters")
+        max_tokens: int = Field(50, ge=1, le=max_new_tokens, description="most tokens to generate per prompt")
+        temperature: float = Field(1.0, ge=0, le=100, description="0 = always the most likely token")
+        top_k: int = Field(0, ge=0, description="sample from the k most likely tokens (0 = all)")
+        top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: the smallest set with this mass")
+        seed: int | None = Field(None, description="the same seed and prompts give the same continuations")
+
+    return GenerateRequest
+
+
+def _usable_prompt(prompt: str) -> str:
+    """A prompt may be empty (start from scratch) but must be valid Unicode."""
+    problem = text_problem(prompt) if prompt.strip() else None
+    if problem is not None and "surrogate" in problem:
+        raise ValueError(f"prompt {problem}")
+    return prompt
+
+
 HTTP_HIDDEN = {"Translation": ("attention", "source_tokens", "target_tokens")}
 """Result fields the JSON routes do not carry (the Predictor fills them only when asked)."""
+
+
+def model_routes(max_texts: int, max_chars: int, max_new_tokens: int) -> dict[str, tuple[str, type[BaseModel]]]:
+    """Every model endpoint: path → (the task whose model answers it, the request model its body must fit)."""
+    from toolkit.registry import TASKS
+
+    texts = request_model(max_texts, max_chars)
+    return {**{f"/{entry.route}": (task, texts) for task, entry in TASKS.items()},
+            "/generate": ("lm", generate_request_model(max_texts, max_chars, max_new_tokens))}
 
 
 def result_model(result: type, name: str | None = None) -> type[BaseModel]:

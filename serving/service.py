@@ -27,14 +27,17 @@ from bentoml.validators import ContentType
 
 from serving.gate import RequestGate
 from serving.registry import ModelRegistry, resolve_sources
-from serving.schemas import request_model, result_model
+from serving.schemas import model_routes, result_model
 from serving.settings import ServeSettings
 from toolkit.registry import TASKS, load_piece
 
 logger = logging.getLogger("bentoml.bilstm")  # under "bentoml": BentoML logs it
 
 SETTINGS = ServeSettings.from_env()
-TextsRequest = request_model(SETTINGS.max_texts, SETTINGS.max_chars)
+ROUTES = model_routes(SETTINGS.max_texts, SETTINGS.max_chars, SETTINGS.max_new_tokens)
+"""Every model endpoint: the task whose model answers it and the request model the gate checks its body with."""
+TextsRequest = ROUTES["/classify"][1]
+GenerateRequest = ROUTES["/generate"][1]
 REGISTRY = ModelRegistry()  # this worker's models; shared by the service instance and the request gate
 # A declared media type spares BentoML from rebuilding the output's JSON schema on every response to find it
 # (a quarter of the event loop's time per request here).
@@ -85,6 +88,14 @@ class BilstmService:
                 raise UnprocessableEntity(f"a text could not be processed by the {task} model: {error}") from None
         return results
 
+
+def _generate(self: BilstmService, prompts: list[str], max_tokens: int = 50, temperature: float = 1.0, top_k: int = 0,
+              top_p: float = 1.0, seed: int | None = None) -> list[dict[str, Any]]:
+    """Continuations sampled from the language model, one per prompt, in order."""
+    return self.registry.generate(prompts, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, seed=seed)
+
+
 def _endpoint(task: str, route: str, result: type) -> Any:
     """``POST /<route>``: the texts of one or more requests (adaptive batching) → one result per text."""
     model = result_model(result, f"{route.capitalize()}Result")
@@ -100,6 +111,11 @@ def _endpoint(task: str, route: str, result: type) -> Any:
 
 for _task, _entry in TASKS.items():
     setattr(BilstmService, _entry.route, _endpoint(_task, _entry.route, load_piece(_entry.result)))
+_generate.__annotations__ = {
+    "prompts": list[str], "max_tokens": int, "temperature": float, "top_k": int, "top_p": float, "seed": int | None,
+    "return": Annotated[list[result_model(load_piece("toolkit.predict.lm:Generation"), "GenerateResult")], JSON]}
+_generate.__name__ = _generate.__qualname__ = "generate"  # BentoML names the route after the function
+BilstmService.generate = bentoml.api(input_spec=GenerateRequest)(_generate)
 
 
 def _bento_model_attributes() -> list[tuple[str, str]]:
@@ -113,6 +129,6 @@ for _attribute, _tag in _bento_model_attributes():
 BilstmService = bentoml.service(  # type: ignore[misc]
     name="bilstm", description="BiLSTM classifier, tagger and translator", **SETTINGS.service_config()
 )(BilstmService)
-BilstmService.add_asgi_middleware(RequestGate, registry=REGISTRY, request_model=TextsRequest,
+BilstmService.add_asgi_middleware(RequestGate, registry=REGISTRY, routes=ROUTES,
                                   max_texts=SETTINGS.max_texts, max_chars=SETTINGS.max_chars,
                                   max_body_bytes=SETTINGS.max_body_bytes)

@@ -18,6 +18,7 @@ BILSTM_GPUS                    0             GPUs: one worker and one model copy
 BILSTM_DEVICE                  auto          ``auto`` (CUDA when the worker has a GPU), ``cpu`` or ``cuda``
 BILSTM_PRECISION               fp32          ``fp32``, ``bf16`` or ``fp16``: autocast on CUDA (ignored on CPU)
 BILSTM_TRANSLATE_BEAM_SIZE     (model's)     beam size for /translate (1 = greedy)
+BILSTM_MAX_NEW_TOKENS          256           most tokens /generate may ask for per prompt
 BILSTM_TIMEOUT_S               60            request timeout (BentoML traffic.timeout)
 BILSTM_ACCESS_LOG              1             ``0`` turns off BentoML's per-request access log line
 BILSTM_METRICS                 1             ``0`` turns off BentoML's Prometheus ``/metrics`` (and its cost)
@@ -76,6 +77,7 @@ class ServeSettings:
     device: str = "auto"
     precision: str = "fp32"
     translate_beam_size: int | None = None
+    max_new_tokens: int = 256
     timeout_s: int = 60
     access_log: bool = True
     metrics: bool = True
@@ -103,6 +105,7 @@ class ServeSettings:
             device=_choice(env, "BILSTM_DEVICE", DEVICES),
             precision=_choice(env, "BILSTM_PRECISION", PRECISIONS),
             translate_beam_size=_int(env, "BILSTM_TRANSLATE_BEAM_SIZE", 1) if beam else None,
+            max_new_tokens=_int(env, "BILSTM_MAX_NEW_TOKENS", cls.max_new_tokens),
             timeout_s=_int(env, "BILSTM_TIMEOUT_S", cls.timeout_s),
             access_log=_flag(env, "BILSTM_ACCESS_LOG"),
             metrics=_flag(env, "BILSTM_METRICS"),

@@ -11,6 +11,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded during tests
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+# The scripted cells' training loops run in plain Python here: torch.compile's first build of each takes about a
+# minute on a cold cache. tests/nn/test_cells.py checks the compiled loops against it, once per kind of loop.
+os.environ.setdefault("BILSTM_CELL_LOOP", "eager")
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
@@ -103,3 +106,22 @@ def translate_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"model directory: {run_dir / 'model'}" in result.stdout
     return run_dir / "model"
+
+
+@pytest.fixture(scope="session")
+def lm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`bilstm fit` of the tiny word LSTM language model on samples/lm (with a CSV log of every epoch)."""
+    run_dir = tmp_path_factory.mktemp("lm_run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        result = run_bilstm("fit", "--config", "configs/lm_sample.yaml", "--trainer.max_epochs", "6",
+                            "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
+                            "--trainer.accelerator", "cpu", "--trainer.logger", "pytorch_lightning.loggers.CSVLogger",
+                            "--trainer.logger.init_args.save_dir", str(run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def lm_model_dir(lm_run: Path) -> Path:
+    return lm_run / "model"

@@ -73,7 +73,7 @@ def entities_of(doc: Doc) -> list[tuple[str, int, int]]:
 
 def test_factories_are_registered_entry_points():
     names = {entry.name for entry in importlib.metadata.entry_points(group="spacy_factories")}
-    assert {"bilstm_textcat", "bilstm_ner", "bilstm_translate"} <= names, (
+    assert {"bilstm_textcat", "bilstm_ner", "bilstm_translate", "bilstm_lm"} <= names, (
         "entry points not installed; run `pip install -c constraints.txt --no-deps -e .`")
 
 
@@ -296,3 +296,13 @@ def test_saved_pipeline_is_self_contained_and_loads_in_a_fresh_process(textcat_m
     assert reloaded.get_pipe("bilstm_ner").model_path == saved / "bilstm_ner" / MODEL_SUBDIR
     reloaded.to_disk(saved)  # saving onto the copies it was loaded from is a no-op, not a self-copy
     assert entities_of(reloaded(texts[0])) == expected[0]["ents"]
+
+
+def test_lm_sets_the_perplexity_of_each_doc(lm_model_dir):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bilstm_lm", config={"model": str(lm_model_dir)})
+    texts = ["the cat runs behind the barn .", "barn the behind runs cat the .", "   "]
+    docs = list(nlp.pipe(texts))
+    want = Predictor.load(lm_model_dir, device="cpu").score(texts[:2])
+    assert [doc._.perplexity for doc in docs[:2]] == pytest.approx([w.perplexity for w in want], rel=1e-5)
+    assert docs[2]._.perplexity is None  # a blank doc has nothing to score

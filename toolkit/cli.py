@@ -5,6 +5,7 @@
     bilstm evaluate MODEL_DIR DATA_FILE                               metrics as one JSON object on stdout
     bilstm label MODEL_DIR INPUT OUTPUT                               batch labelling job
     bilstm serve MODEL_DIR [MODEL_DIR ...] --port P                   BentoML HTTP service
+    bilstm generate LM_DIR --prompt "..." [--max-tokens N ...]        sample text from a language model
 
 Each non-Lightning subcommand lives in its own module with ``configure(parser)`` (argument definitions,
 no heavy imports) and ``run(args) -> int``. Errors in the user's input print one clear line on stderr
@@ -25,6 +26,7 @@ COMMANDS = {
     "evaluate": ("toolkit.evaluate", "score a model directory on a labelled file (one JSON object)"),
     "label": ("pipelines.label_cli", "label a .txt/.jsonl/.conll file into JSONL (or CoNLL for taggers)"),
     "serve": ("serving.cli", "serve model directories over HTTP with BentoML"),
+    "generate": ("toolkit.generate", "sample text from a language model directory"),
 }
 
 

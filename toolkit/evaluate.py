@@ -27,16 +27,19 @@ def evaluate(model_dir: str | Path, data_file: str | Path, quantize: bool = Fals
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir")
     parser.add_argument("data_file", help="classification: .jsonl/.csv; tagging: CoNLL; translation: source file "
-                        "with the reference beside it (val.de → val.en) or .jsonl with source/target")
+                        "with the reference beside it (val.de → val.en) or .jsonl with source/target; language "
+                        "model: .txt (one text per line) or .jsonl")
     parser.add_argument("--text-field", default="text", help="text field of JSONL/CSV files")
     parser.add_argument("--label-field", default="label", help="label field of JSONL/CSV files")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="texts per batch (default 64); a language model: the columns of the stream (default 10)")
     parser.add_argument("--quantize", action="store_true", help="score the int8 dynamic-quantized model (CPU)")
     parser.add_argument("--max-chars", type=positive_int, help="longest text accepted (default 20000)")
 
 
 def run(args: argparse.Namespace) -> int:
+    options = {"batch_size": args.batch_size} if args.batch_size else {}
     metrics = evaluate(args.model_dir, args.data_file, text_field=args.text_field, label_field=args.label_field,
-                       batch_size=args.batch_size, quantize=args.quantize, max_chars=args.max_chars)
+                       quantize=args.quantize, max_chars=args.max_chars, **options)
     print(json.dumps(metrics))
     return 0

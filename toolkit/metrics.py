@@ -3,11 +3,13 @@ these functions, so a model's dev figure in training and in evaluation is the sa
 
 * classification: accuracy and macro-F1 (torchmetrics; its metric objects sum their states over DDP ranks);
 * entities: seqeval precision/recall/F1, strict matching in the data's tag scheme;
-* translation: sacreBLEU BLEU and chrF (cased, detokenised).
+* translation: sacreBLEU BLEU and chrF (cased, detokenised);
+* language models: perplexity, cross-entropy in nats and bits per token.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,3 +70,12 @@ def translation_scores(hypotheses: Sequence[str], references: Sequence[str]) -> 
     return {"bleu": bleu.score, "chrf": chrf.score,
             "bleu_details": bleu.format(signature=str(bleu_metric.get_signature())),
             "chrf_signature": str(chrf_metric.get_signature())}
+
+
+def perplexity_scores(nll: float, tokens: int) -> dict[str, Any]:
+    """Perplexity, cross-entropy (nats and bits per token) from a summed negative log-likelihood (natural log)."""
+    if tokens < 1:
+        raise ValueError("perplexity needs at least one token")
+    cross_entropy = nll / tokens
+    return {"perplexity": round(math.exp(min(cross_entropy, 700.0)), 4), "cross_entropy_nats": round(cross_entropy, 6),
+            "bits_per_token": round(cross_entropy / math.log(2), 6), "tokens": tokens}

@@ -46,11 +46,13 @@ TASKS: dict[str, TaskEntry] = {
                            "toolkit.tasks.translate:Translator", "toolkit.predict.translate:TranslatorPredictor",
                            "toolkit.predict.translate:Translation", "bilstm_translate", "translate",
                            "bilstm-translate"),
+    "lm": TaskEntry("toolkit.specs.lm:SPEC", "toolkit.data.lm:LanguageModelData", "toolkit.tasks.lm:LanguageModel",
+                    "toolkit.predict.lm:LMPredictor", "toolkit.predict.lm:LMScore", "bilstm_lm", "score", "bilstm-lm"),
 }
 
 
 def task_names() -> tuple[str, ...]:
-    """Every task, in table order (``classify``, ``tag``, ``translate``…)."""
+    """Every task, in table order (``classify``, ``tag``, ``translate``, ``lm``)."""
     return tuple(TASKS)
 
 

@@ -1,4 +1,5 @@
-"""spaCy pipeline components over a model directory: ``bilstm_textcat``, ``bilstm_ner``, ``bilstm_translate``.
+"""spaCy pipeline components over a model directory: ``bilstm_textcat``, ``bilstm_ner``, ``bilstm_translate``,
+``bilstm_lm``.
 
 Usage::
 
@@ -28,6 +29,7 @@ saved pipeline always loads its own copy. A ``model`` path that does not exist f
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -188,7 +190,46 @@ class BilstmTranslator(ModelDirPipe):
             setattr(doc._, self.extension, None if result is None else result.translation)
 
 
-def register_doc_extension(extension: str, component: str) -> None:
+class BilstmLanguageModel(ModelDirPipe):
+    """``bilstm_lm``: each Doc's perplexity under a language model in ``doc._.<extension>`` (default ``perplexity``).
+
+    The Doc's text is scored on its own, from ``<eos>`` as the start symbol (``LMPredictor.score``); a blank doc
+    gets None. Useful to filter a corpus (``[d for d in nlp.pipe(texts) if d._.perplexity < 200]``).
+    """
+
+    task = "lm"
+    factory = "bilstm_lm"
+
+    def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 32,
+                 device: str | None = None, extension: str = "perplexity", max_chars: int | None = None,
+                 truncate: bool = False) -> None:
+        super().__init__(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
+                         truncate=truncate)
+        self.extension = extension
+        register_doc_extension(extension, name, self.factory)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return ()
+
+    def predict(self, docs: Iterable[Doc]) -> list[float | None]:
+        """Perplexity per doc (None for a blank doc)."""
+        texts = [doc.text for doc in docs]
+        filled = [i for i, text in enumerate(texts) if not is_blank(text)]
+        predictions: list[float | None] = [None] * len(texts)
+        if filled:
+            for index, result in zip(filled, self.predictor.score([texts[i] for i in filled], self.batch_size),
+                                     strict=True):
+                predictions[index] = result.perplexity
+        return predictions
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: list[float | None]) -> None:
+        """Set ``doc._.<extension>`` to the perplexity."""
+        for doc, perplexity in zip(docs, predictions, strict=True):
+            setattr(doc._, self.extension, perplexity)
+
+
+def register_doc_extension(extension: str, component: str, factory: str = "bilstm_translate") -> None:
     """Register ``Doc._.<extension>`` (default None) unless it exists; refuse one that cannot be written."""
     if not Doc.has_extension(extension):
         Doc.set_extension(extension, default=None)
@@ -196,12 +237,14 @@ def register_doc_extension(extension: str, component: str) -> None:
     _default, method, getter, setter = Doc.get_extension(extension)
     if method is not None or (getter is not None and setter is None):
         raise ValueError(
-            f"bilstm_translate component {component!r}: Doc extension {extension!r} is already registered as a "
+            f"{factory} component {component!r}: Doc extension {extension!r} is already registered as a "
             f"{'method' if method is not None else 'read-only property'}; choose another name with "
             f"config={{'extension': ...}}")
 
 
 # ---- factories (also the `spacy_factories` entry points in pyproject.toml) ---------------------------------
+# spaCy 3.7 validates a factory's arguments with a pydantic v1 model built from its annotations, which cannot resolve
+# the strings `from __future__ import annotations` leaves: they are made real objects below (spaCy 3.8 needs nothing).
 
 @Language.factory(
     "bilstm_textcat",
@@ -245,11 +288,29 @@ def make_translate(nlp: Language, name: str, model: str | None, batch_size: int,
                             extension=extension, max_chars=max_chars, truncate=truncate)
 
 
+@Language.factory(
+    "bilstm_lm",
+    default_config={"model": None, "batch_size": 32, "device": None, "extension": "perplexity", "max_chars": None,
+                    "truncate": False},
+    assigns=["doc._.perplexity"],
+)
+def make_lm(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None, extension: str,
+            max_chars: int | None, truncate: bool) -> BilstmLanguageModel:
+    """A language model from an ``lm`` model directory; sets ``doc._.perplexity``."""
+    return BilstmLanguageModel(nlp, name, model, batch_size=batch_size, device=device, extension=extension,
+                               max_chars=max_chars, truncate=truncate)
+
+
+for _factory in (make_textcat, make_ner, make_translate, make_lm):
+    _factory.__annotations__ = typing.get_type_hints(_factory)
+
 __all__ = [
     "MODEL_SUBDIR",
     "BilstmEntityRecognizer",
+    "BilstmLanguageModel",
     "BilstmTextCategorizer",
     "BilstmTranslator",
+    "make_lm",
     "make_ner",
     "make_textcat",
     "make_translate",

@@ -119,7 +119,7 @@ def export_model(model: TaskModule, datamodule: LightningDataModule, target: str
     """Write ``model``'s network and ``datamodule``'s vocabulary/labels as a model directory (through the spec)."""
     return model.spec.save(target, model.model_config, datamodule.export(), model.net.state_dict(),
                            training={**(training or {}), "metrics": metrics or {}, "torch": torch.__version__},
-                           provenance=run_record)
+                           provenance=run_record, init_from=model.init_from_records)
 
 
 def run(argv: list[str]) -> None:

@@ -97,11 +97,12 @@ def bentoml_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(textcat_model_dir: Path, ner_model_dir: Path, translate_model_dir: Path, bentoml_home: Path,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`bilstm serve` over the three tiny models (one server for all the HTTP tests)."""
+def server(textcat_model_dir: Path, ner_model_dir: Path, translate_model_dir: Path, lm_model_dir: Path,
+           bentoml_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`bilstm serve` over the four tiny models (one server for all the HTTP tests)."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    running = start_server(bilstm_serve(str(textcat_model_dir), str(ner_model_dir), str(translate_model_dir)),
+    running = start_server(bilstm_serve(str(textcat_model_dir), str(ner_model_dir), str(translate_model_dir),
+                                        str(lm_model_dir)),
                            {**LIMITS, "BENTOML_HOME": str(bentoml_home)}, log)
     yield running
     stop_server(running)

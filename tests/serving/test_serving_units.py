@@ -11,7 +11,7 @@ import pytest
 
 from serving.gate import RequestGate
 from serving.registry import ModelRegistry, ModelSource, autocast_dtype, pick_device, resolve_sources
-from serving.schemas import request_model
+from serving.schemas import model_routes
 from serving.settings import ServeSettings
 from tests.conftest import copy_with_wrong_hidden_size, run_bilstm
 from toolkit.errors import ConfigError, ModelDirError
@@ -70,7 +70,7 @@ def gate_client(registry: ModelRegistry) -> httpx.AsyncClient:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": body})
 
-    gate = RequestGate(app, registry, request_model(4, 10), max_texts=4, max_chars=10, max_body_bytes=1000)
+    gate = RequestGate(app, registry, model_routes(4, 10, 16), max_texts=4, max_chars=10, max_body_bytes=1000)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=gate), base_url="http://gate")
 
 

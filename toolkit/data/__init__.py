@@ -14,6 +14,7 @@ _DATAMODULES = {
     "TaggingData": "toolkit.data.tag",
     "BitextData": "toolkit.data.translate",
     "ParallelTextData": "toolkit.data.translate",  # the former name of BitextData
+    "LanguageModelData": "toolkit.data.lm",
 }
 
 
@@ -23,4 +24,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'toolkit.data' has no attribute {name!r}")
 
 
-__all__ = ["BitextData", "TaggingData", "TextClassificationData"]
+__all__ = ["BitextData", "LanguageModelData", "TaggingData", "TextClassificationData"]

@@ -5,22 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from toolkit.nn.dropout import LockedDropout
 from toolkit.nn.encoder import EncoderConfig, RecurrentEncoder
 
-
-class LockedDropout(nn.Module):
-    """Variational dropout: one mask per sequence, shared across time steps (Gal & Ghahramani 2016)."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``x [batch, time, features]`` → same shape."""
-        if not self.training or self.p == 0:
-            return x
-        mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - self.p) / (1 - self.p)
-        return x * mask
+__all__ = ["CharBiLSTM", "CharCNN", "LockedDropout"]
 
 
 class CharCNN(nn.Module):

@@ -12,6 +12,7 @@ from toolkit.metrics import classification_metrics
 from toolkit.nn.classifier import ClassifierConfig
 from toolkit.specs.classify import ClassifyConfig
 from toolkit.tasks.base import OptimizerConfig, TaskModule
+from toolkit.tasks.finetune import FineTuneConfig, InitFrom
 
 
 class TextClassifier(TaskModule):
@@ -22,6 +23,8 @@ class TextClassifier(TaskModule):
         optimizer: learning rate, weight decay and schedule.
         data_info: ``{"vocab_size": int, "labels": [str, ...]}`` from the DataModule (the CLI links it).
         label_smoothing: cross-entropy label smoothing.
+        init_from: language models whose embeddings and encoder layers the network starts from.
+        finetune: discriminative learning rates and gradual unfreezing.
     """
 
     task = "classify"
@@ -33,16 +36,18 @@ class TextClassifier(TaskModule):
         optimizer: OptimizerConfig | None = None,
         data_info: dict | None = None,
         label_smoothing: float = 0.0,
+        init_from: InitFrom | None = None,
+        finetune: FineTuneConfig | None = None,
     ) -> None:
         network = config_from_dict(ClassifierConfig, network or ClassifierConfig(), "model.network")
         optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
-        super().__init__(optimizer)
+        super().__init__(optimizer, init_from, finetune)
         if not data_info:
             raise ValueError("data_info (vocab_size, labels) is required; the CLI links it from the data module")
         # Plain dicts only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters({"network": config_to_dict(network), "optimizer": config_to_dict(optimizer),
                                    "data_info": data_info, "label_smoothing": label_smoothing,
-                                   **self.class_path_hparam()})
+                                   **self.pretraining_hparams(), **self.class_path_hparam()})
         self.network_config = network
         self.labels = list(data_info["labels"])
         self.model_config = ClassifyConfig(network, data_info["vocab_size"], len(self.labels))

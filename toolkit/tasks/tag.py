@@ -15,6 +15,7 @@ from toolkit.nn.tagger import TaggerConfig
 from toolkit.progress import progress
 from toolkit.specs.tag import TagConfig
 from toolkit.tasks.base import OptimizerConfig, TaskModule
+from toolkit.tasks.finetune import FineTuneConfig, InitFrom
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +27,23 @@ class SequenceTagger(TaskModule):
         network: architecture (features, encoder, decoder).
         optimizer: learning rate, weight decay and schedule.
         data_info: vocabulary sizes, tags, schemes and transformer path from the DataModule (linked by the CLI).
+        init_from: language models whose embeddings and encoder layers the network starts from.
+        finetune: discriminative learning rates and gradual unfreezing.
     """
 
     task = "tag"
     monitor = "val_f1"
 
     def __init__(self, network: TaggerConfig | None = None, optimizer: OptimizerConfig | None = None,
-                 data_info: dict | None = None) -> None:
+                 data_info: dict | None = None, init_from: InitFrom | None = None,
+                 finetune: FineTuneConfig | None = None) -> None:
         network = config_from_dict(TaggerConfig, network or TaggerConfig(), "model.network")
         optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
-        super().__init__(optimizer)
+        super().__init__(optimizer, init_from, finetune)
         if not data_info:
             raise ValueError("data_info (vocab_size, num_chars, tags, scheme) is required; the CLI links it")
         self.save_hyperparameters({"network": config_to_dict(network), "optimizer": config_to_dict(optimizer),
-                                   "data_info": data_info, **self.class_path_hparam()})
+                                   "data_info": data_info, **self.pretraining_hparams(), **self.class_path_hparam()})
         self.network_config = network
         self.tags = list(data_info["tags"])
         self.scheme, self.input_scheme = data_info["scheme"], data_info["input_scheme"]

@@ -1,0 +1,223 @@
+"""DataModule for language models: corpus lines → one token stream → consecutive BPTT windows.
+
+The stream is cut into ``batch_size`` columns (each a contiguous stretch of the corpus) and read ``bptt`` tokens at
+a time, in order, so the model can carry its recurrent state from one window to the next (truncated
+back-propagation through time). Under DDP each process reads its own columns (the stream is cut into
+``batch_size × processes`` columns); evaluation shards the columns the same way, so summed token losses give
+exactly the single-process perplexity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from toolkit.data.datamodule import carve_dev
+from toolkit.data.export import DataExport
+from toolkit.data.lm_text import LMTokenizer, TextToTokens, direction_checked, read_lines, token_stream
+from toolkit.data.readers import file_sha256, read_labelled
+from toolkit.data.vocab import LM_SPECIALS, Vocab
+from toolkit.errors import ConfigError, DataError
+from toolkit.progress import progress
+
+
+def batchify(ids: torch.Tensor, columns: int) -> torch.Tensor:
+    """A 1-D stream ``[N]`` → ``[columns, N // columns]`` (the tail that does not fill a column is dropped)."""
+    width = ids.numel() // columns
+    if width < 2:
+        raise DataError("the corpus", f"has {ids.numel()} tokens, too few for {columns} columns of at least 2",
+                        hint="use a smaller batch size or more text")
+    return ids[: width * columns].view(columns, width)
+
+
+class StreamWindows(IterableDataset):
+    """Consecutive windows ``{"input": [B, L], "target": [B, L]}`` of ``columns [B, T]`` (target: input shifted)."""
+
+    def __init__(self, columns: torch.Tensor, bptt: int) -> None:
+        self.columns, self.bptt = columns, bptt
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        width = self.columns.size(1)
+        for start in range(0, width - 1, self.bptt):
+            length = min(self.bptt, width - 1 - start)
+            yield {"input": self.columns[:, start : start + length],
+                   "target": self.columns[:, start + 1 : start + 1 + length]}
+
+    def __len__(self) -> int:
+        return math.ceil((self.columns.size(1) - 1) / self.bptt)
+
+
+class LanguageModelData(pl.LightningDataModule):
+    """Plain text or JSONL → a word (or character) stream for a recurrent language model.
+
+    Args:
+        train_file: .txt (one document or sentence per line) or .jsonl (``text_field``), optionally .gz; a list
+            of files is read as one corpus, in order.
+        dev_file: validation text; if None, ``dev_fraction`` of the training lines (fixed seed).
+        test_file: optional test text for ``bilstm test``.
+        text_field: the JSONL text field.
+        dev_fraction: share of training lines used as dev set when ``dev_file`` is None.
+        split_seed: seed of that split.
+        split: ``whitespace`` (pre-tokenised corpora such as PTB) or ``spacy`` (the classifier's tokenizer).
+        level: ``word`` or ``char``.
+        lowercase: lower-case the text.
+        lang: spaCy language (``split: spacy``).
+        html_breaks: ``split: spacy``: read ``<br />`` as whitespace.
+        max_vocab: keep at most this many types (``<eos>`` and ``<unk>`` included; None = all).
+        min_freq: drop types seen fewer times (they become ``<unk>``).
+        direction: ``forward``, or ``backward`` (the model reads the stream right to left).
+        batch_size: columns the training stream is cut into (per process).
+        bptt: tokens per training window (truncated back-propagation through time).
+        eval_batch_size: columns of the dev/test stream.
+        eval_bptt: tokens per dev/test window.
+        max_train_lines: use only the first N training lines (quick experiments).
+        exclude_dev_of: one of the training files that is also a classifier's labelled training file: its
+            records are split exactly as ``TextClassificationData`` splits them (``carve_dev`` with
+            ``exclude_dev_fraction`` and ``exclude_split_seed``, records read with ``exclude_label_field``) and the
+            classifier's dev records are left out, so that pretraining never reads the text the classifier is
+            scored on.
+        exclude_dev_fraction, exclude_split_seed, exclude_label_field: the classifier's ``dev_fraction``,
+            ``split_seed`` and ``label_field``.
+    """
+
+    def __init__(
+        self,
+        train_file: str | list[str],
+        dev_file: str | None = None,
+        test_file: str | None = None,
+        text_field: str = "text",
+        dev_fraction: float = 0.05,
+        split_seed: int = 1234,
+        split: str = "whitespace",
+        level: str = "word",
+        lowercase: bool = False,
+        lang: str = "en",
+        html_breaks: bool = True,
+        max_vocab: int | None = None,
+        min_freq: int = 1,
+        direction: str = "forward",
+        batch_size: int = 32,
+        bptt: int = 70,
+        eval_batch_size: int = 10,
+        eval_bptt: int = 70,
+        max_train_lines: int | None = None,
+        exclude_dev_of: str | None = None,
+        exclude_dev_fraction: float = 0.1,
+        exclude_split_seed: int = 1234,
+        exclude_label_field: str = "label",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer_settings = LMTokenizer(split=split, level=level, lowercase=lowercase, html_breaks=html_breaks,
+                                              lang=lang)
+        self.tokenizer_settings.validate()
+        direction_checked(direction)
+        self.train_files = [train_file] if isinstance(train_file, str) else list(train_file)
+        if exclude_dev_of is not None and exclude_dev_of not in self.train_files:
+            raise ConfigError(f"data.exclude_dev_of {exclude_dev_of!r} is not one of data.train_file "
+                              f"{self.train_files}; name the classifier training file exactly as in train_file")
+        self.excluded = 0
+        self.vocab: Vocab | None = None
+        self.streams: dict[str, torch.Tensor] = {}
+        self.lines: dict[str, int] = {}
+
+    def _read(self, files: list[str]) -> list[str]:
+        return [text for path in files for text in self._read_one(path)]
+
+    def _read_one(self, path: str) -> list[str]:
+        hp = self.hparams
+        if path != hp.exclude_dev_of:
+            return [text for _, text in read_lines(path, hp.text_field)]
+        # The classifier's own reader and split, so the left-out records are exactly its dev set.
+        records = read_labelled(path, hp.text_field, hp.exclude_label_field)
+        kept, held_out = carve_dev(records, hp.exclude_dev_fraction, hp.exclude_split_seed)
+        self.excluded = len(held_out)
+        return [record.text for record in kept if record.text.strip()]
+
+    def corpus(self) -> tuple[list[str], list[str]]:
+        """The training and dev texts the model reads (before tokenising): what the no-leak checks inspect."""
+        hp = self.hparams
+        train = self._read(self.train_files)
+        if hp.dev_file:
+            return train, self._read([hp.dev_file])
+        if len(train) < 2:
+            raise DataError(self.train_files[0], "needs at least 2 lines to carve a dev split", hint="give a dev_file")
+        return carve_dev(train, hp.dev_fraction, hp.split_seed)
+
+    def _prepare(self) -> None:
+        if self.vocab is not None:
+            return
+        hp = self.hparams
+        train, dev = self.corpus()
+        if hp.max_train_lines:
+            train = train[: hp.max_train_lines]
+        if not train:
+            raise DataError(self.train_files[0], "has no text", hint="one document or sentence per line")
+        tokens = TextToTokens(self.tokenizer_settings)
+
+        def tokenised(texts: list[str], split: str) -> list[list[str]]:
+            chunks = range(0, len(texts), 1024)
+            return [row for start in progress(chunks, f"tokenising {split}", len(chunks), "chunks of 1,024 lines")
+                    for row in tokens(texts[start : start + 1024])]
+
+        train_tokens = tokenised(train, "train")
+        self.vocab = Vocab.build(train_tokens, hp.max_vocab, hp.min_freq, specials=LM_SPECIALS)
+        backward = hp.direction == "backward"
+        self.streams["train"] = torch.tensor(self.vocab.encode(token_stream(train_tokens, backward)))
+        self.streams["val"] = torch.tensor(self.vocab.encode(token_stream(tokenised(dev, "dev"), backward)))
+        if hp.test_file:
+            test = self._read([hp.test_file])
+            self.streams["test"] = torch.tensor(self.vocab.encode(token_stream(tokenised(test, "test"), backward)))
+        self.lines = {"train": len(train), "dev": len(dev)}
+
+    def setup(self, stage: str | None = None) -> None:
+        self._prepare()
+        if stage == "test" and "test" not in self.streams:
+            raise DataError("data.test_file", "is not set", hint="pass --data.init_args.test_file FILE")
+
+    def _loader(self, split: str, columns: int, bptt: int) -> DataLoader:
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        shares = batchify(self.streams[split], columns * world)[rank::world]  # this process's columns
+        return DataLoader(StreamWindows(shares, bptt), batch_size=None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.hparams.batch_size, self.hparams.bptt)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.hparams.eval_batch_size, self.hparams.eval_bptt)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.hparams.eval_batch_size, self.hparams.eval_bptt)
+
+    @property
+    def data_info(self) -> dict[str, Any]:
+        """Vocabulary size and reading direction the model is built from (linked into ``model.data_info``)."""
+        self._prepare()
+        return {"vocab_size": len(self.vocab), "direction": self.hparams.direction}
+
+    def vocabulary_tokens(self) -> list[str]:
+        self._prepare()
+        return self.vocab.tokens
+
+    def export(self) -> DataExport:
+        """The vocabulary and tokenizer settings for the model directory (the lm spec writes them)."""
+        self._prepare()
+        files = [*self.train_files, *([self.hparams.dev_file] if self.hparams.dev_file else [])]
+        return DataExport(
+            labels=None, tokenizer=self.tokenizer_settings.to_dict(), json_files={"vocab.json": self.vocab.to_json()},
+            record={"files": [str(Path(f)) for f in files], "sha256": file_sha256(*files),
+                    "train_tokens": int(self.streams["train"].numel()), "dev_tokens": int(self.streams["val"].numel()),
+                    **{f"{split}_lines": count for split, count in self.lines.items()},
+                    **({"excluded": {"file": str(self.hparams.exclude_dev_of), "records": self.excluded,
+                                     "dev_fraction": self.hparams.exclude_dev_fraction,
+                                     "split_seed": self.hparams.exclude_split_seed}}
+                       if self.hparams.exclude_dev_of else {})},
+        )
