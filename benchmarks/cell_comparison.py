@@ -180,7 +180,8 @@ def main() -> None:
     if args.log.exists():
         for line in args.log.read_text().splitlines():
             run = json.loads(line)
-            done[_key(run)] = run
+            if run["task"] == "ptb" or (run["budget"], run["hidden"]) == (args.budget, args.hidden):
+                done[_key(run)] = run  # runs of another budget or size are not this table's
     started = time.perf_counter()
     synthetic = [task for task in args.tasks if task != "ptb"]
     sweep = [("synthetic", (task, row, lr, 0, args.budget, args.hidden), (task, row, lr, 0))

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from tests.conftest import SAMPLES, run_bilstm
+from tests.conftest import ROOT, SAMPLES, run_bilstm
 from toolkit import Predictor
 from toolkit.data.export import DataExport
 from toolkit.data.lm_text import LMTokenizer, TextToTokens, token_stream
@@ -163,3 +163,20 @@ def test_character_level_and_backward_models_train_and_predict(tmp_path, option,
         assert model.meta.model_config["direction"] == "backward"
         assert scored.tokens == [".", "runs", "cat", "the", "<eos>"]  # read right to left
         assert generated.full_text.endswith("the cat") and generated.tokens == generated.full_text.split()[:-2]
+
+
+PTB = ROOT.parent / "shared" / "data" / "ptb"
+
+
+@pytest.mark.skipif(not (PTB / "ptb.train.txt.gz").exists(), reason="needs ../shared/data/ptb")
+def test_ptb_has_exactly_its_standard_vocabulary_and_token_counts():
+    from toolkit.data.lm import LanguageModelData
+
+    data = LanguageModelData(train_file=str(PTB / "ptb.train.txt.gz"), dev_file=str(PTB / "ptb.valid.txt.gz"),
+                             split="whitespace")
+    data.setup("fit")
+    tokens = data.vocabulary_tokens()
+    # 10,000 types: PTB's own <unk> and <eos> (index 0, appended at each line end), no padding symbol
+    assert len(tokens) == 10_000 and tokens[:2] == ["<eos>", "<unk>"] and len(set(tokens)) == 10_000
+    assert data.streams["train"].numel() == 929_589 and data.streams["val"].numel() == 73_760
+    assert int((data.streams["train"] == 0).sum()) == data.lines["train"] == 42_068

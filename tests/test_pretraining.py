@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -135,7 +136,7 @@ def test_no_classifier_dev_review_reaches_the_language_model(tmp_path):
     assert len(dev_texts) == 80 and lm.excluded == 80
     assert not dev_texts & (set(lm_train) | set(lm_dev))
     assert len(lm_train) + len(lm_dev) == 400 - 80 + 30  # every other review and the unlabelled lines
-    with pytest.raises(ConfigError, match="not one of data.train_file"):
+    with pytest.raises(ConfigError, match=r"not one of data\.train_file"):
         LanguageModelData(train_file=[train], exclude_dev_of="other.jsonl")
 
 
@@ -177,7 +178,7 @@ def test_slanted_triangular_schedule():
     factors = [lr_factor(step, 100, 10, "slanted_triangular", 32.0) for step in range(100)]
     assert factors[0] == pytest.approx(1 / 32) and max(factors) == pytest.approx(1.0)
     assert factors.index(max(factors)) == 10 and factors[-1] < 0.05
-    assert all(a < b for a, b in zip(factors[:10], factors[1:11], strict=True))
+    assert all(a < b for a, b in itertools.pairwise(factors[:11]))
 
 
 def test_adaptive_softmax_is_a_distribution_and_its_nll_matches():

@@ -163,6 +163,9 @@ def chunk_loop(step: Callable[..., tuple[Tensor, Tensor]]) -> Callable[..., tupl
             h, c = torch.where(real, h_next, h), torch.where(real, c_next, c)
         return torch.stack(outputs), h, c
 
+    # torch.compile keeps its compiled variants per code object, at most 8 (torch._dynamo's recompile_limit): one
+    # code object shared by every cell would run out when a process uses several cells and fall back to eager.
+    loop.__code__ = loop.__code__.replace(co_name=f"{step.__name__}_chunk", co_qualname=f"{step.__name__}_chunk")
     return loop
 
 
