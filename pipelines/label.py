@@ -22,7 +22,7 @@ from pipelines.checkpoint import Checkpoint
 from pipelines.job import LabelJob, fingerprint, progress_bar, publish, summary
 from pipelines.outputs import check_output, output_paths
 from pipelines.sources import MAX_LINE_BYTES, InputReader, input_kind
-from toolkit.errors import DataError
+from toolkit.errors import ConfigError, DataError
 from toolkit.native_memory import release_large_allocations
 from toolkit.predict import Predictor
 
@@ -33,7 +33,7 @@ def label_file(model_dir: str | Path, input_path: str | Path, output_path: str |
                batch_size: int = 64, *, window: int = WINDOW, restart: bool = False, progress: bool | None = None,
                device: str | None = None, num_threads: int | None = None, devices: int = 1,
                accelerator: str = "auto", strategy: str = "auto", num_nodes: int = 1, max_chars: int | None = None,
-               truncate: bool = False) -> dict[str, Any] | None:
+               truncate: bool = False, backend: str = "torch") -> dict[str, Any] | None:
     """Label every text (or CoNLL sentence) of ``input_path`` into ``output_path``, resumably and atomically.
 
     Args:
@@ -54,6 +54,7 @@ def label_file(model_dir: str | Path, input_path: str | Path, output_path: str |
             errors file, unless ``truncate``. A classifier that reads only its first/last N tokens measures a
             text after dropping what it never reads, so long reviews are never refused.
         truncate: cut texts over ``max_chars`` instead (their records say ``"input_truncated": true``).
+        backend: ``"torch"`` or ``"onnx"`` (the directory's ``model.onnx``; single process, CPU).
 
     Raises:
         DataError: before any work, for an output that is the input (also through a link), a directory, in a
@@ -69,8 +70,11 @@ def label_file(model_dir: str | Path, input_path: str | Path, output_path: str |
     if not source.is_file():
         raise DataError(source, "file not found" if not source.exists() else "not a regular file")
     check_output(source, output)
+    if backend == "onnx" and (devices > 1 or num_nodes > 1):
+        raise ConfigError("--backend onnx labels in one process (ONNX Runtime uses the CPU's threads itself): "
+                          "drop --devices/--num-nodes, or use the torch backend for data-parallel jobs")
     predictor = Predictor.load(model_dir, device="cpu" if devices > 1 or num_nodes > 1 else device,
-                               num_threads=num_threads, max_chars=max_chars, truncate=truncate)
+                               num_threads=num_threads, max_chars=max_chars, truncate=truncate, backend=backend)
     # A line may hold a text of max_chars characters, each up to 12 bytes as JSON (a \uXXXX\uXXXX pair).
     reader = InputReader(source, text_field, window, max(MAX_LINE_BYTES, 12 * predictor.max_chars))
     job = LabelJob.create(predictor, source, output, batch_size)

@@ -31,6 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="progress bar even when stderr is not a terminal")
     parser.add_argument("--device", help="cpu, cuda, cuda:1… (default: CUDA when available)")
     parser.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's setting)")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="onnx: the model directory's model.onnx on ONNX Runtime (bilstm export DIR --onnx)")
     scale = parser.add_argument_group("data-parallel (Lightning Trainer.predict; one process per device)")
     scale.add_argument("--devices", type=positive_int, default=1, help="processes per node (default 1: no Lightning)")
     scale.add_argument("--num-nodes", type=positive_int, default=1)
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size, window=args.window, restart=args.restart,
                          progress=args.progress, device=args.device, num_threads=args.threads,
                          devices=args.devices, accelerator=args.accelerator, strategy=args.strategy,
-                         num_nodes=args.num_nodes, max_chars=args.max_chars, truncate=args.truncate)
+                         num_nodes=args.num_nodes, max_chars=args.max_chars, truncate=args.truncate,
+                         backend=args.backend)
     if summary is not None:  # None: a non-zero rank of a data-parallel job
         print(json.dumps(summary), file=sys.stderr)
     return 0

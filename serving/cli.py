@@ -35,6 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     batching.add_argument("--threads", type=positive_int, help="torch threads per CPU worker (BILSTM_THREADS)")
     batching.add_argument("--gpus", type=positive_int, help="one worker and model copy per GPU (BILSTM_GPUS)")
     batching.add_argument("--device", choices=("auto", "cpu", "cuda"), help="BILSTM_DEVICE")
+    batching.add_argument("--backend", choices=("torch", "onnx"),
+                          help="onnx: each model's model.onnx on ONNX Runtime, CPU (BILSTM_BACKEND; bilstm export)")
     batching.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                           help="autocast dtype on CUDA (BILSTM_PRECISION)")
     limits = parser.add_argument_group("request limits")
@@ -50,7 +52,7 @@ OPTIONS = {  # argparse destination → environment variable
     "max_batch_size": "BILSTM_MAX_BATCH_SIZE", "max_latency_ms": "BILSTM_MAX_LATENCY_MS",
     "workers": "BILSTM_WORKERS", "threads": "BILSTM_THREADS", "gpus": "BILSTM_GPUS", "device": "BILSTM_DEVICE",
     "precision": "BILSTM_PRECISION", "max_texts": "BILSTM_MAX_TEXTS", "max_chars": "BILSTM_MAX_CHARS",
-    "beam_size": "BILSTM_TRANSLATE_BEAM_SIZE",
+    "beam_size": "BILSTM_TRANSLATE_BEAM_SIZE", "backend": "BILSTM_BACKEND",
 }
 
 
@@ -88,7 +90,8 @@ def build_env(args: argparse.Namespace, base: dict[str, str] | None = None) -> d
     for source in resolve_sources(paths):  # every directory readable, one model per task
         # Load each model once here, weights against config, so a broken one stops the command now instead of
         # leaving a server that answers 503 forever (the workers load again, on their own devices).
-        Predictor.load(source.path, device="cpu")
+        Predictor.load(source.path, device="cpu",
+                       backend=args.backend or env.get("BILSTM_BACKEND", "").strip().lower() or "torch")
     env["BILSTM_MODEL_DIRS"] = os.pathsep.join(dirs)
     env["BILSTM_BENTO_MODELS"] = ",".join(args.model_tag)
     for option, variable in OPTIONS.items():

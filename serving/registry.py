@@ -143,7 +143,8 @@ class ModelRegistry:
         if self.error is not None:
             raise ConfigError(self.error)
         settings = self._settings
-        self.device = pick_device(settings.device, worker_index or server_context.worker_index)
+        device_setting = "cpu" if settings.backend == "onnx" else settings.device
+        self.device = pick_device(device_setting, worker_index or server_context.worker_index)
         if self.device.type == "cpu":
             torch.set_num_threads(settings.threads)
         else:
@@ -151,11 +152,13 @@ class ModelRegistry:
         self._dtype = autocast_dtype(settings.precision, self.device)
         for source in self.sources:
             started = time.perf_counter()
-            predictor = Predictor.load(source.path, device=self.device)
+            predictor = Predictor.load(source.path, device=self.device, backend=settings.backend,
+                                       num_threads=settings.threads if self.device.type == "cpu" else None)
             with self._autocast():
                 predictor.predict([WARMUP_TEXT])  # lazy kernels and tokenizers are built before traffic arrives
             self.predictors[source.task] = predictor
-            logger.info("bilstm: loaded %s model %s on %s in %.1f s", source.task, source.origin, self.device,
+            logger.info("bilstm: loaded %s model %s on %s (%s backend) in %.1f s", source.task, source.origin,
+                        self.device, settings.backend,
                         time.perf_counter() - started)
 
     def wait(self, timeout: float | None = None) -> bool:

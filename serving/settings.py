@@ -17,6 +17,7 @@ BILSTM_THREADS                 1             torch intra-op threads per CPU work
 BILSTM_GPUS                    0             GPUs: one worker and one model copy per GPU (``cuda:i``)
 BILSTM_DEVICE                  auto          ``auto`` (CUDA when the worker has a GPU), ``cpu`` or ``cuda``
 BILSTM_PRECISION               fp32          ``fp32``, ``bf16`` or ``fp16``: autocast on CUDA (ignored on CPU)
+BILSTM_BACKEND                 torch         ``torch`` or ``onnx`` (each model's ``model.onnx``, CPU; ``bilstm export``)
 BILSTM_TRANSLATE_BEAM_SIZE     (model's)     beam size for /translate (1 = greedy)
 BILSTM_MAX_NEW_TOKENS          256           most tokens /generate may ask for per prompt
 BILSTM_TIMEOUT_S               60            request timeout (BentoML traffic.timeout)
@@ -35,6 +36,7 @@ from toolkit.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("torch", "onnx")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -76,11 +78,17 @@ class ServeSettings:
     gpus: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    backend: str = "torch"
     translate_beam_size: int | None = None
     max_new_tokens: int = 256
     timeout_s: int = 60
     access_log: bool = True
     metrics: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backend == "onnx" and (self.gpus or self.device == "cuda"):
+            raise ConfigError("BILSTM_BACKEND=onnx runs on the CPU (onnxruntime's CPU build): drop BILSTM_GPUS / "
+                              "BILSTM_DEVICE=cuda, or serve the torch backend on the GPUs")
 
     @property
     def max_body_bytes(self) -> int:
@@ -104,6 +112,7 @@ class ServeSettings:
             gpus=_int(env, "BILSTM_GPUS", cls.gpus, minimum=0),
             device=_choice(env, "BILSTM_DEVICE", DEVICES),
             precision=_choice(env, "BILSTM_PRECISION", PRECISIONS),
+            backend=_choice(env, "BILSTM_BACKEND", BACKENDS),
             translate_beam_size=_int(env, "BILSTM_TRANSLATE_BEAM_SIZE", 1) if beam else None,
             max_new_tokens=_int(env, "BILSTM_MAX_NEW_TOKENS", cls.max_new_tokens),
             timeout_s=_int(env, "BILSTM_TIMEOUT_S", cls.timeout_s),

@@ -31,8 +31,8 @@ from toolkit.specs.meta import FORMAT_VERSION, ModelMeta, upgrade
 META_FILE = "meta.json"
 WEIGHTS_FILE = "model.safetensors"
 
-__all__ = ["FORMAT_VERSION", "META_FILE", "WEIGHTS_FILE", "ModelDir", "ModelMeta", "check_files", "load_model_dir",
-           "read_meta", "replace_directory", "save_model_dir"]
+__all__ = ["FORMAT_VERSION", "META_FILE", "WEIGHTS_FILE", "ModelDir", "ModelMeta", "add_files", "check_files",
+           "load_model_dir", "read_meta", "replace_directory", "save_model_dir"]
 
 
 @dataclass
@@ -272,3 +272,33 @@ def load_model_dir(path: str | Path) -> ModelDir:
     except (SafetensorError, OSError) as error:
         raise ModelDirError(f"{root / WEIGHTS_FILE} cannot be read as safetensors: {error}") from None
     return ModelDir(root, meta, state_dict)
+
+
+def add_files(path: str | Path, new_files: dict[str, Path], backends: dict[str, dict[str, Any]]) -> Path:
+    """Add files (e.g. ``model.onnx``) to a model directory, atomically, listed and checksummed in meta.json.
+
+    The directory is rebuilt beside the old one from the files its meta.json lists (each checked first) plus
+    ``new_files``, with ``backends`` merged into meta.json's ``backends``, then swapped in: a crash leaves the old
+    directory intact, and the new files are read through the same checksums as the weights.
+    """
+    root = Path(path)
+    meta = read_meta(root)
+    check_files(root, meta.files)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        sources = {name: root / name for name in meta.files} | new_files
+        for name, source in sources.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, staging / name)
+        meta.backends = {**meta.backends, **backends}
+        meta.files = {name: {"sha256": _sha256(staging / name), "bytes": (staging / name).stat().st_size}
+                      for name in sorted(sources)}
+        (staging / META_FILE).write_text(json.dumps(meta.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+        for item in staging.rglob("*"):
+            item.chmod(0o755 if item.is_dir() else 0o644)
+        staging.chmod(0o755)
+        replace_directory(staging, root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return root

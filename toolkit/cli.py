@@ -6,6 +6,7 @@
     bilstm label MODEL_DIR INPUT OUTPUT                               batch labelling job
     bilstm serve MODEL_DIR [MODEL_DIR ...] --port P                   BentoML HTTP service
     bilstm generate LM_DIR --prompt "..." [--max-tokens N ...]        sample text from a language model
+    bilstm export MODEL_DIR --onnx [--int8]                           add model.onnx (ONNX Runtime backend)
 
 Each non-Lightning subcommand lives in its own module with ``configure(parser)`` (argument definitions,
 no heavy imports) and ``run(args) -> int``. Errors in the user's input print one clear line on stderr
@@ -27,6 +28,7 @@ COMMANDS = {
     "label": ("pipelines.label_cli", "label a .txt/.jsonl/.conll file into JSONL (or CoNLL for taggers)"),
     "serve": ("serving.cli", "serve model directories over HTTP with BentoML"),
     "generate": ("toolkit.generate", "sample text from a language model directory"),
+    "export": ("toolkit.onnx_export", "add an ONNX Runtime copy (and int8) of a model to its directory"),
 }
 
 

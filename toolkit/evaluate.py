@@ -11,17 +11,19 @@ from toolkit.argtypes import positive_int
 
 
 def evaluate(model_dir: str | Path, data_file: str | Path, quantize: bool = False, max_chars: int | None = None,
-             **options: Any) -> dict[str, Any]:
+             backend: str = "torch", **options: Any) -> dict[str, Any]:
     """Metrics of a model directory on ``data_file`` as one JSON-able dict (task-specific keys).
 
-    ``quantize`` scores the int8 dynamic-quantized CPU model (what ``Predictor.load(..., quantize=True)`` serves).
+    ``quantize`` scores the int8 dynamic-quantized CPU model (what ``Predictor.load(..., quantize=True)`` serves);
+    ``backend="onnx"`` the directory's ONNX export (``model.int8.onnx`` with ``quantize``).
     A text the model refuses (invalid Unicode, over ``max_chars``) stops the evaluation with its file and line:
     scores over a silently shortened test set would mislead.
     """
     from toolkit.predict import Predictor
 
-    predictor = Predictor.load(model_dir, quantize=quantize, max_chars=max_chars)  # quantize=True: the CPU
-    return {**predictor.evaluate(data_file, **options), **({"quantized": True} if quantize else {})}
+    predictor = Predictor.load(model_dir, quantize=quantize, max_chars=max_chars, backend=backend)
+    extra = {"quantized": True} if quantize else {}
+    return {**predictor.evaluate(data_file, **options), **extra, **({"backend": backend} if backend != "torch" else {})}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,11 +37,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="texts per batch (default 64); a language model: the columns of the stream (default 10)")
     parser.add_argument("--quantize", action="store_true", help="score the int8 dynamic-quantized model (CPU)")
     parser.add_argument("--max-chars", type=positive_int, help="longest text accepted (default 20000)")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="onnx: the directory's model.onnx via ONNX Runtime (bilstm export DIR --onnx)")
 
 
 def run(args: argparse.Namespace) -> int:
     options = {"batch_size": args.batch_size} if args.batch_size else {}
     metrics = evaluate(args.model_dir, args.data_file, text_field=args.text_field, label_field=args.label_field,
-                       quantize=args.quantize, max_chars=args.max_chars, **options)
+                       quantize=args.quantize, max_chars=args.max_chars, backend=args.backend, **options)
     print(json.dumps(metrics))
     return 0

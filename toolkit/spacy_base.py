@@ -33,7 +33,8 @@ class ModelDirPipe(Pipe):
     factory: ClassVar[str] = ""
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 64,
-                 device: str | None = None, max_chars: int | None = None, truncate: bool = False) -> None:
+                 device: str | None = None, max_chars: int | None = None, truncate: bool = False,
+                 backend: str = "torch") -> None:
         """
         Args:
             nlp: the pipeline (its vocab is shared).
@@ -44,6 +45,7 @@ class ModelDirPipe(Pipe):
             max_chars: longest doc text the model takes (None = the Predictor's default, 20,000 characters);
                 a longer doc raises :class:`~toolkit.errors.InputError` naming it, unless ``truncate``.
             truncate: annotate only the start of a longer doc (the part up to ``max_chars``).
+            backend: ``"torch"`` or ``"onnx"`` (the directory's ``model.onnx`` on ONNX Runtime; classifiers).
 
         Raises:
             ModelDirError: no ``model`` given, or it exists but is not a valid model directory of this task.
@@ -72,6 +74,7 @@ class ModelDirPipe(Pipe):
         self.device = device
         self.max_chars = max_chars
         self.truncate = truncate
+        self.backend = backend
         self.model_path = Path(model)
         check_now = self.model_path.exists() and not _rebuilding_a_saved_pipeline()
         self.meta: ModelMeta | None = self.check_model_dir(self.model_path) if check_now else None
@@ -104,7 +107,7 @@ class ModelDirPipe(Pipe):
             from toolkit.predict import Predictor
 
             self._predictor = Predictor.load(self.model_path, device=self.device, max_chars=self.max_chars,
-                                             truncate=self.truncate)
+                                             truncate=self.truncate, backend=self.backend)
         return self._predictor
 
     @property

@@ -248,15 +248,16 @@ def register_doc_extension(extension: str, component: str, factory: str = "bilst
 
 @Language.factory(
     "bilstm_textcat",
-    default_config={"model": None, "batch_size": 64, "device": None, "max_chars": None, "truncate": False},
+    default_config={"model": None, "batch_size": 64, "device": None, "max_chars": None, "truncate": False,
+                    "backend": "torch"},
     assigns=["doc.cats"],
     default_score_weights={"cats_score": 1.0},
 )
 def make_textcat(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
-                 max_chars: int | None, truncate: bool) -> BilstmTextCategorizer:
-    """A text classifier from a ``classify`` model directory; fills ``doc.cats``."""
+                 max_chars: int | None, truncate: bool, backend: str) -> BilstmTextCategorizer:
+    """A text classifier from a ``classify`` model directory; fills ``doc.cats`` (``backend``: torch or onnx)."""
     return BilstmTextCategorizer(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
-                                 truncate=truncate)
+                                 truncate=truncate, backend=backend)
 
 
 @Language.factory(

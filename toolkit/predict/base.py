@@ -123,6 +123,18 @@ class TaskPredictor:
             self.net = torch.ao.quantization.quantize_dynamic(
                 self.net, {torch.nn.LSTM, torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8)
 
+    has_onnx_export: ClassVar[bool] = False
+    """Whether this task's network can be swapped for its ONNX export (``bilstm export --onnx``)."""
+
+    def use_onnx(self, int8: bool, threads: int) -> None:
+        """Run ``self.net`` with ONNX Runtime from the directory's ``model.onnx`` (``model.int8.onnx`` if ``int8``)."""
+        from toolkit.predict.onnx_backend import onnx_net
+
+        if not self.has_onnx_export:
+            raise ConfigError(f"backend='onnx' covers classifiers for now, not {self.task!r} models: use the torch "
+                              "backend")
+        self.net = onnx_net(self, int8, threads)
+
     @property
     def labels(self) -> list[str]:
         return list(self.meta.labels or [])

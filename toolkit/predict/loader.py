@@ -16,6 +16,7 @@ import torch
 from toolkit.artifact import load_model_dir
 from toolkit.errors import ConfigError
 from toolkit.predict.base import DEFAULT_MAX_CHARS, TaskPredictor, resolve_device
+from toolkit.predict.onnx_backend import BACKENDS
 from toolkit.registry import TASKS, load_piece
 from toolkit.specs import spec_for
 
@@ -26,7 +27,7 @@ class Predictor(ABC):  # noqa: B024 - a namespace for load() and the isinstance(
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,
              num_threads: int | None = None, quantize: bool = False, max_chars: int | None = None,
-             truncate: bool = False) -> TaskPredictor:
+             truncate: bool = False, backend: str = "torch") -> TaskPredictor:
         """Load a model directory.
 
         Args:
@@ -41,6 +42,9 @@ class Predictor(ABC):  # noqa: B024 - a namespace for load() and the isinstance(
                 holding them, which changes nothing, so its texts are measured after that.
             truncate: cut a longer text at a whitespace boundary before ``max_chars`` instead of raising
                 :class:`InputError`; the result is marked ``input_truncated``.
+            backend: ``"torch"`` (default) or ``"onnx"``: ONNX Runtime on the CPU, from the directory's
+                ``model.onnx`` (``bilstm export DIR --onnx``); with ``quantize=True`` its ``model.int8.onnx``.
+                Results are the same as torch's (logits within 1e-4, checked at export).
 
         Raises:
             ModelDirError: the directory is missing, incomplete, corrupt or from a newer toolkit.
@@ -52,6 +56,13 @@ class Predictor(ABC):  # noqa: B024 - a namespace for load() and the isinstance(
         if max_chars is not None and (not isinstance(max_chars, int) or isinstance(max_chars, bool)
                                       or max_chars < 1):
             raise ConfigError(f"max_chars must be a positive integer, not {max_chars!r}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        if backend == "onnx":
+            if device is not None and torch.device(device).type != "cpu":
+                raise ConfigError("backend='onnx' runs on the CPU (onnxruntime's CPU build); use device='cpu' or "
+                                  "the torch backend on a GPU")
+            device = "cpu"
         model_dir = load_model_dir(path)
         predictor_class = load_piece(TASKS[model_dir.task].predictor)
         if quantize and device is None:
@@ -59,7 +70,9 @@ class Predictor(ABC):  # noqa: B024 - a namespace for load() and the isinstance(
         predictor = predictor_class(spec_for(model_dir.task).open(model_dir), resolve_device(device))
         predictor.max_chars = max_chars or DEFAULT_MAX_CHARS
         predictor.truncate = bool(truncate)
-        if quantize:
+        if backend == "onnx":
+            predictor.use_onnx(int8=quantize, threads=num_threads or torch.get_num_threads())
+        elif quantize:
             predictor.quantize_dynamic()
         return predictor
 

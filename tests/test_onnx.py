@@ -1,0 +1,138 @@
+"""ONNX Runtime backend: `bilstm export --onnx [--int8]`, parity with torch, the files and the errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import SAMPLES, run_bilstm
+from toolkit import Predictor
+from toolkit.errors import ConfigError, ModelDirError
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def exported(onnx_model_dir: Path) -> Path:
+    return onnx_model_dir
+
+
+def sample_texts() -> list[str]:
+    return [json.loads(line)["text"] for line in (SAMPLES / "textcat" / "dev.jsonl").read_text().splitlines()]
+
+
+def test_export_lists_and_checksums_the_files_and_records_the_backends(exported):
+    meta = json.loads((exported / "meta.json").read_text())
+    assert {"model.onnx", "model.int8.onnx", "model.safetensors", "vocab.json"} <= set(meta["files"])
+    assert meta["backends"]["onnx"]["file"] == "model.onnx" and meta["backends"]["onnx"]["opset"] == 17
+    assert meta["backends"]["onnx-int8"]["source"] == "model.onnx"
+    assert meta["files"]["model.onnx"]["bytes"] == (exported / "model.onnx").stat().st_size
+
+
+def test_onnx_gives_the_same_labels_and_probabilities_as_torch(exported):
+    texts = sample_texts()
+    torch_backend = Predictor.load(exported, device="cpu")
+    onnx_backend = Predictor.load(exported, backend="onnx")
+    assert [p.label for p in onnx_backend.predict(texts)] == [p.label for p in torch_backend.predict(texts)]
+    assert torch.allclose(onnx_backend.predict_proba(texts), torch_backend.predict_proba(texts), atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 9, 130])
+def test_the_time_axis_is_dynamic_and_padding_stays_exact(exported, steps):
+    torch_net = Predictor.load(exported, device="cpu").net
+    onnx_net = Predictor.load(exported, backend="onnx").net
+    ids = torch.randint(2, 40, (3, steps))
+    lengths = torch.tensor([steps, max(1, steps // 2), 1])
+    for row, length in enumerate(lengths):
+        ids[row, length:] = 0
+    with torch.inference_mode():
+        assert torch.allclose(onnx_net(ids, lengths), torch_net(ids, lengths), atol=1e-4)
+    # a padded row scores as its unpadded self
+    alone = onnx_net(ids[2:, :1], lengths[2:])
+    assert torch.allclose(alone, onnx_net(ids, lengths)[2:], atol=1e-5)
+
+
+def test_int8_runs_and_mostly_agrees_with_fp32(exported):
+    texts = sample_texts()
+    fp32 = [p.label for p in Predictor.load(exported, backend="onnx").predict(texts)]
+    int8 = Predictor.load(exported, backend="onnx", quantize=True)
+    assert int8.net.path.name == "model.int8.onnx"
+    labels = [p.label for p in int8.predict(texts)]
+    assert sum(a == b for a, b in zip(labels, fp32, strict=True)) >= 0.9 * len(texts)
+
+
+def test_evaluate_takes_the_backend(exported):
+    result = run_bilstm("evaluate", str(exported), str(SAMPLES / "textcat" / "dev.jsonl"), "--backend", "onnx")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["backend"] == "onnx"
+    reference = json.loads(run_bilstm("evaluate", str(exported), str(SAMPLES / "textcat" / "dev.jsonl")).stdout)
+    assert metrics["accuracy"] == reference["accuracy"]
+
+
+def test_clear_errors(exported, textcat_model_dir, lm_model_dir, tmp_path):
+    with pytest.raises(ModelDirError, match=r"bilstm export .* --onnx"):
+        Predictor.load(textcat_model_dir, backend="onnx")
+    with pytest.raises(ConfigError, match="unknown backend"):
+        Predictor.load(exported, backend="tensorrt")
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        Predictor.load(exported, backend="onnx", device="cuda")
+    result = run_bilstm("export", str(lm_model_dir), "--onnx")
+    assert result.returncode == 2 and "not 'lm'" in result.stderr and "Traceback" not in result.stderr
+    broken = tmp_path / "broken"
+    shutil.copytree(exported, broken)
+    with open(broken / "model.onnx", "r+b") as handle:  # a flipped byte: the checksum catches it
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ModelDirError, match=r"model\.onnx is corrupt"):
+        Predictor.load(broken, backend="onnx")
+
+
+@pytest.mark.parametrize(("task", "cell", "padding", "words"), [
+    ("tag", "lstm", "reverse", "not 'tag'"), ("classify", "mut1", "reverse", "fused cells"),
+    ("classify", "lstm", "packed", "padding"),
+])
+def test_what_does_not_export_is_refused_before_any_work(task, cell, padding, words):
+    from types import SimpleNamespace
+
+    from toolkit.nn.encoder import EncoderConfig
+    from toolkit.onnx_export import _check_exportable
+
+    encoder = EncoderConfig(cell=cell, padding=padding)
+    with pytest.raises(ConfigError, match=words):
+        _check_exportable(SimpleNamespace(task=task, config=SimpleNamespace(network=SimpleNamespace(encoder=encoder))))
+
+
+def test_the_batch_job_and_the_spacy_component_take_the_backend(exported, tmp_path):
+    import spacy
+
+    texts = sample_texts()
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(texts) + "\n")
+    outputs = {}
+    for backend in ("torch", "onnx"):
+        result = run_bilstm("label", str(exported), str(source), str(tmp_path / f"{backend}.jsonl"), "--backend",
+                            backend, "--quiet")
+        assert result.returncode == 0, result.stderr
+        outputs[backend] = [json.loads(line) for line in (tmp_path / f"{backend}.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in outputs["onnx"]] == [r["label"] for r in outputs["torch"]]
+    assert len(outputs["onnx"]) == len(texts)
+    result = run_bilstm("label", str(exported), str(source), str(tmp_path / "ddp.jsonl"), "--backend", "onnx",
+                        "--devices", "2")
+    assert result.returncode == 2 and "one process" in result.stderr
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bilstm_textcat", config={"model": str(exported), "backend": "onnx"})
+    component = nlp.get_pipe("bilstm_textcat")
+    docs = list(nlp.pipe(texts[:5]))
+    assert type(component.predictor.net).__name__ == "OnnxNet"
+    want = Predictor.load(exported, device="cpu").predict(texts[:5])
+    for doc, prediction in zip(docs, want, strict=True):
+        assert max(doc.cats, key=doc.cats.get) == prediction.label
+        assert doc.cats[prediction.label] == pytest.approx(prediction.score, abs=1e-4)
