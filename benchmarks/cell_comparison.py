@@ -226,6 +226,16 @@ def summarise(args: argparse.Namespace, done: dict, best: dict, seconds: float) 
         cells += [f"{entry['ptb_ppl']:.1f}" if "ptb_ppl" in entry else "–",
                   f"{entry['notes']['ptb_ppl']}" if entry["notes"]["ptb_ppl"] is not None else "–"]
         print(f"| {entry['row']} | " + " | ".join(cells) + " |")
+    print("\nEvery learning rate tried (seed 0; validation accuracy picks the rate, * = picked):\n")
+    print("| task | cell | " + " | ".join(f"lr {lr:g}" for lr in args.lrs) + " |")
+    print("|---|---|" + "---:|" * len(args.lrs))
+    for task in ("arith", "xml"):
+        for row in args.rows:
+            if (task, row) in best:
+                tried = [done[task, row, lr, 0]["validation"]["accuracy"] for lr in args.lrs]
+                marks = ["*" if lr == best[task, row] else "" for lr in args.lrs]
+                print(f"| {task} | {row} | " + " | ".join(f"{v:.4f}{m}" for v, m in zip(tried, marks, strict=True))
+                      + " |")
     print(f"\ntraining CPU time of every logged run: {cpu_seconds / 3600:.2f} h; "
           f"this invocation: {seconds / 60:.0f} min")
     report = {"date": date.today().isoformat(), "machine": platform.processor() or platform.machine(),

@@ -140,6 +140,21 @@ def replace_directory(staging: Path, target: Path) -> None:
         _fsync(target.parent)
 
 
+def _finish(staging: Path, meta: ModelMeta, target: Path) -> None:
+    """List and checksum every file in ``staging``, write meta.json there, and swap it in as ``target``."""
+    meta.files = {
+        item.relative_to(staging).as_posix(): {"sha256": _sha256(item), "bytes": item.stat().st_size}
+        for item in sorted(staging.rglob("*")) if item.is_file()
+    }
+    (staging / META_FILE).write_text(json.dumps(meta.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    # mkdtemp makes the directory private (0700); a model directory is meant to be shared with
+    # services that may run as another user.
+    for item in staging.rglob("*"):
+        item.chmod(0o755 if item.is_dir() else 0o644)
+    staging.chmod(0o755)
+    replace_directory(staging, target)
+
+
 def save_model_dir(
     path: str | Path,
     meta: ModelMeta,
@@ -172,17 +187,7 @@ def save_model_dir(
         for name, source in (extra_files or {}).items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, staging / name)
-        meta.files = {
-            item.relative_to(staging).as_posix(): {"sha256": _sha256(item), "bytes": item.stat().st_size}
-            for item in sorted(staging.rglob("*")) if item.is_file()
-        }
-        (staging / META_FILE).write_text(json.dumps(meta.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
-        # mkdtemp makes the directory private (0700); a model directory is meant to be shared with
-        # services that may run as another user.
-        for item in staging.rglob("*"):
-            item.chmod(0o755 if item.is_dir() else 0o644)
-        staging.chmod(0o755)
-        replace_directory(staging, target)
+        _finish(staging, meta, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -291,13 +296,7 @@ def add_files(path: str | Path, new_files: dict[str, Path], backends: dict[str, 
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, staging / name)
         meta.backends = {**meta.backends, **backends}
-        meta.files = {name: {"sha256": _sha256(staging / name), "bytes": (staging / name).stat().st_size}
-                      for name in sorted(sources)}
-        (staging / META_FILE).write_text(json.dumps(meta.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
-        for item in staging.rglob("*"):
-            item.chmod(0o755 if item.is_dir() else 0o644)
-        staging.chmod(0o755)
-        replace_directory(staging, root)
+        _finish(staging, meta, root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
