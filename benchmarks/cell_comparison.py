@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--log", type=Path, default=ROOT / "docs/results/cell_comparison_runs.jsonl")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/results/cell_comparison.json")
+    parser.add_argument("--summary-only", action="store_true", help="run nothing: the table of what is logged")
     args = parser.parse_args()
     done = {}
     if args.log.exists():
@@ -186,20 +187,29 @@ def main() -> None:
     synthetic = [task for task in args.tasks if task != "ptb"]
     sweep = [("synthetic", (task, row, lr, 0, args.budget, args.hidden), (task, row, lr, 0))
              for task in synthetic for row in args.rows for lr in args.lrs]
-    run_jobs(sweep, args.log, done, args.jobs)
+    if not args.summary_only:
+        run_jobs(sweep, args.log, done, args.jobs)
     best = {}
     for task in synthetic:
         for row in args.rows:
-            tried = [done[task, row, lr, 0] for lr in args.lrs]
-            best[task, row] = max(tried, key=lambda run: run["validation"]["accuracy"])["lr"]
+            tried = [done[task, row, lr, 0] for lr in args.lrs if (task, row, lr, 0) in done]
+            if tried:
+                best[task, row] = max(tried, key=lambda run: run["validation"]["accuracy"])["lr"]
     repeats = [("synthetic", (task, row, best[task, row], seed, args.budget, args.hidden),
                 (task, row, best[task, row], seed)) for task in synthetic for row in args.rows
-               for seed in range(1, args.seeds)]
-    run_jobs(repeats, args.log, done, args.jobs)
-    if "ptb" in args.tasks:
+               for seed in range(1, args.seeds) if (task, row) in best]
+    if not args.summary_only:
+        run_jobs(repeats, args.log, done, args.jobs)
+    if "ptb" in args.tasks and not args.summary_only:
         run_jobs([("ptb", (row, ROOT / "runs/cell_comparison"), ("ptb", row, None, 42)) for row in args.rows],
                  args.log, done, args.jobs)
     summarise(args, done, best, time.perf_counter() - started)
+
+
+def _score(entry: dict) -> str:
+    """``mean ± sd (n)``; a single seed has no spread."""
+    spread = f" ± {entry['sd']:.3f}" if entry["sd"] is not None else ""
+    return f"{entry['mean']:.3f}{spread} ({entry['seeds']})"
 
 
 def summarise(args: argparse.Namespace, done: dict, best: dict, seconds: float) -> None:
@@ -209,9 +219,11 @@ def summarise(args: argparse.Namespace, done: dict, best: dict, seconds: float) 
         entry = {"row": row, "notes": dict(zip(("arith", "xml", "ptb_ppl"), NOTES[row], strict=True))}
         for task in ("arith", "xml"):
             if (task, row) in best:
-                scores = [done[task, row, best[task, row], seed]["test"]["accuracy"] for seed in range(args.seeds)]
+                # every seed logged so far (a table built in pieces may have fewer than --seeds for some rows)
+                scores = [done[task, row, best[task, row], seed]["test"]["accuracy"] for seed in range(args.seeds)
+                          if (task, row, best[task, row], seed) in done]
                 entry[task] = {"lr": best[task, row], "mean": statistics.mean(scores), "scores": scores,
-                               "sd": statistics.stdev(scores) if len(scores) > 1 else 0.0}
+                               "seeds": len(scores), "sd": statistics.stdev(scores) if len(scores) > 1 else None}
         if ("ptb", row, None, 42) in done:
             entry["ptb_ppl"] = done["ptb", row, None, 42]["test"]["perplexity"]
         table.append(entry)
@@ -221,7 +233,7 @@ def summarise(args: argparse.Namespace, done: dict, best: dict, seconds: float) 
     for entry in table:
         cells = []
         for task in ("arith", "xml"):
-            cells += [f"{entry[task]['mean']:.3f} ± {entry[task]['sd']:.3f}" if task in entry else "–",
+            cells += [_score(entry[task]) if task in entry else "–",
                       f"{entry['notes'][task]:.3f}" if entry["notes"][task] is not None else "–"]
         cells += [f"{entry['ptb_ppl']:.1f}" if "ptb_ppl" in entry else "–",
                   f"{entry['notes']['ptb_ppl']}" if entry["notes"]["ptb_ppl"] is not None else "–"]
@@ -232,10 +244,11 @@ def summarise(args: argparse.Namespace, done: dict, best: dict, seconds: float) 
     for task in ("arith", "xml"):
         for row in args.rows:
             if (task, row) in best:
-                tried = [done[task, row, lr, 0]["validation"]["accuracy"] for lr in args.lrs]
+                tried = [done[task, row, lr, 0]["validation"]["accuracy"] if (task, row, lr, 0) in done else None
+                         for lr in args.lrs]
                 marks = ["*" if lr == best[task, row] else "" for lr in args.lrs]
-                print(f"| {task} | {row} | " + " | ".join(f"{v:.4f}{m}" for v, m in zip(tried, marks, strict=True))
-                      + " |")
+                print(f"| {task} | {row} | " + " | ".join("–" if v is None else f"{v:.4f}{m}"
+                                                         for v, m in zip(tried, marks, strict=True)) + " |")
     print(f"\ntraining CPU time of every logged run: {cpu_seconds / 3600:.2f} h; "
           f"this invocation: {seconds / 60:.0f} min")
     report = {"date": date.today().isoformat(), "machine": platform.processor() or platform.machine(),
