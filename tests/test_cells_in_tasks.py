@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_bilstm
+from tests.conftest import run_bilstm
 
 from toolkit import Predictor
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_bilstm
+from tests.conftest import ROOT, run_bilstm
 
 from toolkit import Predictor
 from toolkit.data.classify import TextClassificationData
