@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.conftest import run_bilstm
 
+from tests.conftest import run_bilstm
 from toolkit import Predictor
 
 CASES = [  # (config, encoder option path, cell, a text to predict on)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.conftest import ROOT, run_bilstm
 
+from tests.conftest import ROOT, run_bilstm
 from toolkit import Predictor
 from toolkit.data.classify import TextClassificationData
 from toolkit.data.lm import LanguageModelData
