@@ -152,8 +152,8 @@ class ModelRegistry:
         self._dtype = autocast_dtype(settings.precision, self.device)
         for source in self.sources:
             started = time.perf_counter()
-            predictor = Predictor.load(source.path, device=self.device, backend=settings.backend,
-                                       num_threads=settings.threads if self.device.type == "cpu" else None)
+            # ONNX Runtime takes torch's thread count, set to settings.threads above
+            predictor = Predictor.load(source.path, device=self.device, backend=settings.backend)
             with self._autocast():
                 predictor.predict([WARMUP_TEXT])  # lazy kernels and tokenizers are built before traffic arrives
             self.predictors[source.task] = predictor

@@ -30,7 +30,6 @@ INT8_FILE = "model.int8.onnx"
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
 """Largest absolute logit difference between torch and ONNX Runtime (fp32) accepted at export."""
-ONNX_TASKS = ("classify",)
 PARITY_SHAPES = ((3, 17, (17, 9, 1)), (2, 5, (5, 2)), (4, 64, (64, 40, 7, 1)))
 """(batch, time, lengths) the exported graph is checked at: dynamic axes, padding, a one-token text."""
 
@@ -48,8 +47,8 @@ def _inputs(batch: int, steps: int, lengths: tuple[int, ...], vocab_size: int, s
 def _check_exportable(predictor: Any) -> None:
     from toolkit.nn.encoder import FUSED_CELLS
 
-    if predictor.task not in ONNX_TASKS:
-        raise ConfigError(f"ONNX export covers {', '.join(ONNX_TASKS)} models for now, not {predictor.task!r}: "
+    if not predictor.has_onnx_export:  # the predictor class says whether its net can be swapped for ONNX
+        raise ConfigError(f"ONNX export covers classify models for now, not {predictor.task!r}: "
                           "this model runs on the torch backend")
     encoder = predictor.config.network.encoder
     if encoder.cell not in FUSED_CELLS:
