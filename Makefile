@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 BILSTM := $(VENV)/bin/bilstm
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean browser
 
 install: $(STAMP)
 
@@ -25,8 +25,15 @@ demo: $(STAMP)
 	@head -n 5 runs/textcat_sample/labels.jsonl | $(PY) -c 'import json,sys; [print("%3s %.2f  %s" % (r["label"], r["score"], r["text"][:90])) for r in map(json.loads, sys.stdin)]'
 	@echo "model directory: runs/textcat_sample/model"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+# Headless Chromium for the /ui browser test (Debian packages; the test skips and says why when they are missing).
+browser:
+	@command -v chromium >/dev/null && test -x /usr/bin/chromedriver || { \
+	  test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	  echo "note: no Chromium (apt-get install chromium chromium-driver as root): the /ui browser test will skip"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check toolkit pipelines serving benchmarks tests

@@ -20,20 +20,28 @@ with the same pydantic model; a few microseconds per request. Answers BentoML it
 (404 for an unknown route, 405 for a wrong method) are rewritten as the same JSON ``{"error": ...}``, so every
 error of the API is JSON. ``GET /docs`` (and ``/``) answer the OpenAPI (Swagger) UI, built from the files in
 BentoML's package and nothing from the internet (BentoML's own index page loads Google Tag Manager); the schema
-itself is ``/docs.json``.
+itself is ``/docs.json`` (with the gate's own additions, :func:`serving.ui.patch_openapi`). ``GET /ui`` is the web
+page and ``GET /models`` the list of loaded models it reads (``serving/ui.py``). ``POST /translate`` with
+``"attention": true`` is answered here, unbatched, with the attention weights; without it, the texts go on to
+BentoML's batched endpoint.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ValidationError
 
 from serving.registry import ModelRegistry
+from serving.ui import MODELS_PATH, UI_PATHS, describe_models, patch_openapi, ui_page
 
 Scope = dict[str, Any]
+logger = logging.getLogger("bentoml.bilstm")
 DOCS_PAGE = Path(__file__).parent / "assets" / "docs.html"
 DOCS_PATHS = ("/", "/docs", "/docs/")
 JSON_TYPES = ("application/json", "text/json")
@@ -59,8 +67,7 @@ class RequestGate:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        if path in DOCS_PATHS and scope.get("method") in ("GET", "HEAD"):
-            await _send_page(send, DOCS_PAGE.read_bytes())
+        if scope.get("method") in ("GET", "HEAD") and await self._serve_page(path, scope, receive, send):
             return
         route = self.routes.get(path)
         if route is None or scope.get("method") != "POST":
@@ -73,9 +80,13 @@ class RequestGate:
             body, refusal = await self._read_body(receive)
         if refusal is None:
             refusal = self._check(body, request_model)
+        if refusal is None and task == "translate":
+            body, refusal = await self._translate_options(body, request_model, send)
         if refusal is not None:
             status, payload, headers = refusal
             await _send_json(send, status, payload, headers)
+            return
+        if not body:  # answered here (translation with attention)
             return
 
         replayed = False
@@ -88,6 +99,40 @@ class RequestGate:
             return await receive()  # after the body: wait for the disconnect, as starlette expects
 
         await self.app(scope, replay, send)
+
+    async def _serve_page(self, path: str, scope: Scope, receive: Any, send: Any) -> bool:
+        """The GET routes the gate answers itself; False for every other path."""
+        if path in DOCS_PATHS:
+            await _send_page(send, DOCS_PAGE.read_bytes())
+        elif path in UI_PATHS:
+            await _send_page(send, ui_page())
+        elif path == MODELS_PATH:
+            await _send_json(send, 200, describe_models(self.registry), {})
+        elif path == "/docs.json":
+            await self.app(scope, receive, _patched_schema(send))
+        else:
+            return False
+        return True
+
+    async def _translate_options(self, body: bytes, request_model: type[BaseModel],
+                                 send: Any) -> tuple[bytes, tuple[int, dict, dict] | None]:
+        """``/translate``'s own option: ``"attention": true`` is answered here, unbatched (BentoML's batched
+        endpoint takes the texts only, so the option is taken out of the body it gets).
+
+        Returns the body to hand on (empty once answered here) and a refusal, if any.
+        """
+        request = request_model.model_validate_json(body)
+        if not request.attention:
+            return json.dumps({"texts": request.texts}).encode(), None
+        try:
+            results = await anyio.to_thread.run_sync(functools.partial(
+                self.registry.predict, "translate", list(request.texts), batch_size=len(request.texts),
+                return_attention=True))
+        except Exception as error:  # validated input: a failure here is a bug, said as one and logged
+            logger.exception("bilstm: /translate with attention failed")
+            return b"", (422, {"error": f"the texts could not be translated: {error}"}, {})
+        await _send_json(send, 200, results, {})
+        return b"", None
 
     def _refuse_early(self, task: str, scope: Scope) -> tuple[int, dict, dict] | None:
         """Refusals that need no body: unknown task, not ready, wrong content type, declared size."""
@@ -200,7 +245,7 @@ def _json_errors(scope: Scope, send: Any, routes: dict[str, Any]) -> Any:
             status, method, path = held["start"]["status"], scope.get("method", ""), scope.get("path", "")
             if status == 404:
                 error = (f"no route {path!r}; the API answers POST {', '.join(sorted(routes))}, GET /readyz, "
-                         "/livez, /metrics, /docs.json and the OpenAPI UI at /docs")
+                         "/livez, /models, /metrics, /docs.json, the OpenAPI UI at /docs and the web page at /ui")
                 headers = {}
             else:
                 error = f"{path} does not take {method}; use {held['allow'] or 'another method'}"
@@ -210,13 +255,40 @@ def _json_errors(scope: Scope, send: Any, routes: dict[str, Any]) -> Any:
     return send_json_errors
 
 
+def _patched_schema(send: Any) -> Any:
+    """``send``, but BentoML's OpenAPI schema goes out with the gate's own routes and options added."""
+    held: dict[str, Any] = {"body": b""}
+
+    async def send_patched(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            held["start"] = message
+            return
+        if message["type"] != "http.response.body" or held["start"]["status"] != 200:
+            if "start" in held:
+                await send(held.pop("start"))
+            await send(message)
+            return
+        held["body"] += message.get("body", b"")
+        if message.get("more_body", False):
+            return
+        try:
+            body = json.dumps(patch_openapi(json.loads(held["body"]))).encode()
+        except ValueError:
+            body = held["body"]
+        headers = [(key, value) for key, value in held["start"].get("headers", []) if key.lower() != b"content-length"]
+        await send({**held["start"], "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return send_patched
+
+
 async def _send_page(send: Any, page: bytes) -> None:
     headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(page)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": page})
 
 
-async def _send_json(send: Any, status: int, payload: dict, headers: dict[str, str]) -> None:
+async def _send_json(send: Any, status: int, payload: dict | list, headers: dict[str, str]) -> None:
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw_headers += [(key.encode(), value.encode()) for key, value in headers.items()]

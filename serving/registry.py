@@ -181,9 +181,13 @@ class ModelRegistry:
         with self._autocast():
             return [result.to_dict() for result in self.predictors["lm"].generate(prompts, **sampling)]
 
-    def predict(self, task: str, texts: list[str], batch_size: int) -> list[dict[str, Any]]:
-        """One result dict (``to_dict()``) per text, in order. The caller has validated ``texts``."""
+    def predict(self, task: str, texts: list[str], batch_size: int, **options: Any) -> list[dict[str, Any]]:
+        """One result dict (``to_dict()``) per text, in order. The caller has validated ``texts``.
+
+        ``options`` go to the task's ``Predictor.predict`` (e.g. ``return_attention=True`` for translations).
+        """
         predictor = self.predictors[task]
-        options: dict[str, Any] = {"beam_size": self._beam_size} if task == "translate" else {}
+        if task == "translate":
+            options.setdefault("beam_size", self._beam_size)
         with self._autocast():
             return [result.to_dict() for result in predictor.predict(texts, batch_size=batch_size, **options)]

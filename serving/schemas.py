@@ -42,6 +42,18 @@ def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
     return TextsRequest
 
 
+def translate_request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
+    """``POST /translate``: the texts, and whether to return the attention weights too."""
+
+    class TranslateRequest(request_model(max_texts, max_chars)):  # type: ignore[misc]
+        """Texts to translate, in order; ``attention: true`` adds each translation's attention weights."""
+
+        attention: bool = Field(False, description="also return the attention weights and the subwords of both "
+                                                   "sides (computed without batching)")
+
+    return TranslateRequest
+
+
 def generate_request_model(max_prompts: int, max_chars: int, max_new_tokens: int) -> type[BaseModel]:
     """The body of ``POST /generate``: prompts and sampling settings, with the configured limits."""
     prompt = Annotated[str, StringConstraints(max_length=max_chars), AfterValidator(_usable_prompt)]
@@ -79,8 +91,10 @@ def model_routes(max_texts: int, max_chars: int, max_new_tokens: int) -> dict[st
     from toolkit.registry import TASKS
 
     texts = request_model(max_texts, max_chars)
-    return {**{f"/{entry.route}": (task, texts) for task, entry in TASKS.items()},
-            "/generate": ("lm", generate_request_model(max_texts, max_chars, max_new_tokens))}
+    routes = {f"/{entry.route}": (task, texts) for task, entry in TASKS.items()}
+    routes["/translate"] = ("translate", translate_request_model(max_texts, max_chars))
+    routes["/generate"] = ("lm", generate_request_model(max_texts, max_chars, max_new_tokens))
+    return routes
 
 
 def result_model(result: type, name: str | None = None) -> type[BaseModel]:

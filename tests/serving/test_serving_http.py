@@ -173,3 +173,60 @@ def test_client_errors_are_json_objects(client):
     response = client.post("/classify", content=b"{", headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"].startswith("the request body is not valid JSON")
+
+
+def test_translate_attention_is_opt_in_and_matches_the_predictor(client, predictors):
+    texts = TEXTS["translate"]
+    plain = client.post("/translate", json={"texts": texts}).json()
+    assert all("attention" not in result for result in plain)
+    assert client.post("/translate", json={"texts": texts, "attention": False}).json() == plain
+    answer = client.post("/translate", json={"texts": texts, "attention": True})
+    assert answer.status_code == 200, answer.text
+    want = [r.to_dict() for r in predictors["translate"].predict(texts, beam_size=2, return_attention=True)]
+    for got, expect in zip(answer.json(), want, strict=True):
+        assert got["translation"] == expect["translation"]
+        assert (got["source_tokens"], got["target_tokens"]) == (expect["source_tokens"], expect["target_tokens"])
+        assert len(got["attention"]) == len(got["target_tokens"])
+        assert all(len(row) == len(got["source_tokens"]) for row in got["attention"])
+        assert all(sum(row) == pytest.approx(1, abs=1e-3) for row in got["attention"])  # a distribution per row
+        for got_row, expect_row in zip(got["attention"], expect["attention"], strict=True):
+            assert got_row == pytest.approx(expect_row, abs=1e-4)
+
+
+@pytest.mark.parametrize("body, status, says", [
+    ({"texts": ["Ein Hund."], "attention": "yes"}, 422, "attention"),
+    ({"texts": ["Ein Hund."], "attention": 1}, 422, "attention"),
+    ({"texts": [""], "attention": True}, 422, "texts.0"),
+    ({"texts": ["x" * 201], "attention": True}, 413, "longer than the limit"),
+    ({"texts": ["Ein Hund."], "attention": True, "beam": 3}, 422, "beam"),
+])
+def test_translate_attention_option_is_validated(client, body, status, says):
+    answer = client.post("/translate", json=body)
+    assert answer.status_code == status, answer.text
+    assert says in answer.json()["error"]
+
+
+def test_attention_option_is_for_translate_only(client):
+    answer = client.post("/classify", json={"texts": ["Fine."], "attention": True})
+    assert answer.status_code == 422 and "attention" in answer.json()["error"]
+
+
+def test_models_route_lists_what_is_loaded(client, predictors):
+    listing = client.get("/models").json()
+    assert listing["ready"] is True and listing["error"] is None
+    by_task = {model["task"]: model for model in listing["models"]}
+    assert set(by_task) == {"classify", "tag", "translate", "lm"}
+    assert by_task["classify"]["route"] == "/classify"
+    assert by_task["classify"]["labels"] == predictors["classify"].labels
+    assert by_task["lm"]["routes"] == ["/score", "/generate"]
+
+
+def test_openapi_schema_documents_the_gate_options(client):
+    schema = client.get("/docs.json").json()
+    body = schema["paths"]["/translate"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["properties"]["attention"]["type"] == "boolean"
+    assert "texts" in body["properties"]
+    assert "/ui" in schema["paths"] and "/models" in schema["paths"]
+    # the other routes keep BentoML's own request schema (texts only)
+    classify = schema["paths"]["/classify"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "attention" not in json.dumps(classify)
