@@ -7,6 +7,8 @@
     bilstm serve MODEL_DIR [MODEL_DIR ...] --port P                   BentoML HTTP service
     bilstm generate LM_DIR --prompt "..." [--max-tokens N ...]        sample text from a language model
     bilstm export MODEL_DIR --onnx [--int8]                           add model.onnx (ONNX Runtime backend)
+    bilstm report [model] MODEL_DIR DATA_FILE --out DIR               HTML report of a model on a labelled file
+    bilstm report run RUN_DIR --out DIR                               HTML learning curves of a training run
 
 Each non-Lightning subcommand lives in its own module with ``configure(parser)`` (argument definitions,
 no heavy imports) and ``run(args) -> int``. Errors in the user's input print one clear line on stderr
@@ -29,6 +31,7 @@ COMMANDS = {
     "serve": ("serving.cli", "serve model directories over HTTP with BentoML"),
     "generate": ("toolkit.generate", "sample text from a language model directory"),
     "export": ("toolkit.onnx_export", "add an ONNX Runtime copy (and int8) of a model to its directory"),
+    "report": ("toolkit.report.cli", "HTML reports: a model on a labelled file, or a training run's curves"),
 }
 
 
@@ -48,6 +51,8 @@ def _run(argv: list[str]) -> int:
 
         run(argv)
         return 0
+    if len(argv) > 1 and argv[0] == "report" and argv[1] not in ("model", "run") and not argv[1].startswith("-"):
+        argv = ["report", "model", *argv[1:]]  # the short form `bilstm report DIR DATA --out D` is a model report
     args = _parser().parse_args(argv)
     return importlib.import_module(COMMANDS[args.command][0]).run(args)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from pytorch_lightning import LightningDataModule
 from pytorch_lightning.callbacks import ModelSummary
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import CSVLogger
 
 from toolkit.errors import ConfigError
 from toolkit.provenance import provenance
@@ -93,6 +95,9 @@ class ToolkitCLI(LightningCLI):
         }, provenance(config.as_dict(), config.get("seed_everything")))
         print(json.dumps({"model_dir": str(path), "metrics": metrics}))
         print(f"model directory: {path}")
+        command = learning_curves_command(trainer, path)
+        if command is not None:
+            print(f"learning curves: {command}")
 
     def _checkpoints_load_weights_only(self) -> None:
         """Checkpoints (``--ckpt_path``) are loaded with ``weights_only=True``: no pickled code runs."""
@@ -111,6 +116,20 @@ class ToolkitCLI(LightningCLI):
 
     def before_test(self) -> None:
         self._checkpoints_load_weights_only()
+
+
+def learning_curves_command(trainer: Any, model_dir: str | Path) -> str | None:
+    """The `bilstm report run` command that draws this run's learning curves, or None when no logger of the
+    trainer writes a ``metrics.csv`` (Lightning's CSVLogger, its default when TensorBoard is not installed).
+
+    The report goes next to the model directory (``<model_dir>_curves``), so that it never lands inside it.
+    """
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            model_dir = Path(model_dir)
+            out = model_dir.with_name(f"{model_dir.name}_curves")
+            return f"bilstm report run {shlex.quote(str(logger.log_dir))} --out {shlex.quote(str(out))}"
+    return None
 
 
 def export_model(model: TaskModule, datamodule: LightningDataModule, target: str | Path,
