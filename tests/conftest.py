@@ -65,7 +65,7 @@ def onnx_model_dir(textcat_model_dir: Path, tmp_path_factory: pytest.TempPathFac
     shutil.copytree(textcat_model_dir, target)
     result = run_bilstm("export", str(target), "--onnx", "--int8")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout)["backends"]["onnx"]["max_abs_logit_diff"] < 1e-4
+    assert json.loads(result.stdout)["backends"]["onnx"]["max_abs_output_diff"] < 1e-4
     return target
 
 

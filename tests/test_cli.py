@@ -73,6 +73,8 @@ def test_fit_again_into_the_same_place_and_resume(textcat_run):
     meta = json.loads((textcat_run / "model/meta.json").read_text())
     assert meta["training"]["epochs"] == 5  # continued from epoch 4, not restarted
     assert len(list(textcat_run.glob("lightning_logs/version_*"))) == 2
+    # the end of a fit names the command that draws its learning curves (`bilstm report run`)
+    assert f"learning curves: bilstm report run {textcat_run / 'lightning_logs' / 'version_1'}" in result.stdout
 
 
 def test_config_overrides_reach_the_model(tmp_path):

@@ -84,6 +84,8 @@ def test_clear_errors(exported, textcat_model_dir, lm_model_dir, tmp_path):
         Predictor.load(exported, backend="onnx", device="cuda")
     result = run_bilstm("export", str(lm_model_dir), "--onnx")
     assert result.returncode == 2 and "not 'lm'" in result.stderr and "Traceback" not in result.stderr
+    with pytest.raises(ConfigError, match="classifiers and taggers"):
+        Predictor.load(lm_model_dir, backend="onnx")
     broken = tmp_path / "broken"
     shutil.copytree(exported, broken)
     with open(broken / "model.onnx", "r+b") as handle:  # a flipped byte: the checksum catches it
@@ -95,20 +97,23 @@ def test_clear_errors(exported, textcat_model_dir, lm_model_dir, tmp_path):
         Predictor.load(broken, backend="onnx")
 
 
-@pytest.mark.parametrize(("task", "cell", "padding", "words"), [
-    ("tag", "lstm", "reverse", "not 'tag'"), ("classify", "mut1", "reverse", "fused cells"),
-    ("classify", "lstm", "packed", "padding"),
+@pytest.mark.parametrize(("task", "cell", "padding", "extra", "words"), [
+    ("translate", "lstm", "reverse", {}, "not 'translate'"), ("classify", "mut1", "reverse", {}, "fused cells"),
+    ("classify", "lstm", "packed", {}, "padding"), ("tag", "gru", "reverse", {"chars": "lstm"}, "character BiLSTM"),
+    ("tag", "lstm", "reverse", {"chars": "cnn", "transformer": True}, "transformer features"),
 ])
-def test_what_does_not_export_is_refused_before_any_work(task, cell, padding, words):
+def test_what_does_not_export_is_refused_before_any_work(task, cell, padding, extra, words):
     from types import SimpleNamespace
 
     from toolkit.nn.encoder import EncoderConfig
     from toolkit.onnx_export import _check_exportable
 
     encoder = EncoderConfig(cell=cell, padding=padding)
+    network = SimpleNamespace(encoder=encoder, chars=extra.get("chars", "none"))
     with pytest.raises(ConfigError, match=words):
-        _check_exportable(SimpleNamespace(task=task, has_onnx_export=task == "classify",
-                                          config=SimpleNamespace(network=SimpleNamespace(encoder=encoder))))
+        _check_exportable(SimpleNamespace(task=task, has_onnx_export=task in ("classify", "tag"),
+                                          config=SimpleNamespace(network=network,
+                                                                 transformer=extra.get("transformer", False))))
 
 
 def test_the_batch_job_and_the_spacy_component_take_the_backend(exported, tmp_path):
@@ -136,3 +141,75 @@ def test_the_batch_job_and_the_spacy_component_take_the_backend(exported, tmp_pa
     for doc, prediction in zip(docs, want, strict=True):
         assert max(doc.cats, key=doc.cats.get) == prediction.label
         assert doc.cats[prediction.label] == pytest.approx(prediction.score, abs=1e-4)
+
+
+# ---- the tagger: tag scores from ONNX Runtime, the CRF in torch ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def exported_tagger(ner_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("onnx_ner") / "model"
+    shutil.copytree(ner_model_dir, target)
+    result = run_bilstm("export", str(target), "--onnx", "--int8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return target
+
+
+def conll_sentences() -> list[list[str]]:
+    from toolkit.data.conll import read_conll
+
+    return [sentence.tokens for sentence in read_conll(SAMPLES / "ner" / "dev.conll")]
+
+
+def test_tagger_export_gives_the_same_tags_entities_and_confidences(exported_tagger):
+    meta = json.loads((exported_tagger / "meta.json").read_text())
+    assert meta["backends"]["onnx"]["inputs"] == ["words", "casing", "chars", "lengths"]
+    assert meta["backends"]["onnx"]["max_abs_output_diff"] <= 1e-4
+    sentences = conll_sentences()
+    torch_backend = Predictor.load(exported_tagger, device="cpu")
+    onnx_backend = Predictor.load(exported_tagger, backend="onnx")
+    expected, got = torch_backend.tag_tokens(sentences), onnx_backend.tag_tokens(sentences)
+    assert [r.tags for r in got] == [r.tags for r in expected]
+    assert any(r.spans for r in expected), "the sample tagger should find entities"
+    for mine, theirs in zip(got, expected, strict=True):
+        assert [span[:3] for span in mine.spans] == [span[:3] for span in theirs.spans]
+        assert [span[3] for span in mine.spans] == pytest.approx([span[3] for span in theirs.spans], abs=1e-4)
+    text = "Peter Blackburn visited Bonn in 1996 ."
+    mine, theirs = onnx_backend.predict([text])[0].entities, torch_backend.predict([text])[0].entities
+    assert [(e.text, e.label, e.start, e.end) for e in mine] == [(e.text, e.label, e.start, e.end) for e in theirs]
+    assert [e.confidence for e in mine] == pytest.approx([e.confidence for e in theirs], abs=1e-4)
+
+
+@pytest.mark.parametrize(("steps", "word_length"), [(1, 1), (4, 12), (57, 3)])
+def test_tagger_axes_are_dynamic(exported_tagger, steps, word_length):
+    from toolkit.onnx_export import RECIPES
+
+    torch_predictor = Predictor.load(exported_tagger, device="cpu")
+    onnx_net = Predictor.load(exported_tagger, backend="onnx").net
+    recipe = RECIPES["tag"](torch_predictor)
+    lengths = (steps, max(1, steps // 3))
+    inputs = recipe.make_inputs(2, steps, lengths, 7)
+    batch = dict(zip(recipe.input_names, inputs, strict=True))
+    batch["chars"] = torch.randint(1, 20, (2, steps, word_length)) * (batch["words"] != 0).unsqueeze(-1)
+    with torch.inference_mode():
+        expected = torch_predictor.net(batch)
+    got = onnx_net(batch)
+    for row, length in enumerate(lengths):
+        assert torch.allclose(got[row, :length], expected[row, :length], atol=1e-4)
+
+
+def test_tagger_int8_and_the_spacy_component(exported_tagger):
+    import spacy
+
+    sentences = conll_sentences()
+    fp32 = Predictor.load(exported_tagger, backend="onnx").tag_tokens(sentences)
+    int8 = Predictor.load(exported_tagger, backend="onnx", quantize=True)
+    assert int8.net.scores.path.name == "model.int8.onnx"
+    tags = [tag for result in int8.tag_tokens(sentences) for tag in result.tags]
+    reference = [tag for result in fp32 for tag in result.tags]
+    assert sum(a == b for a, b in zip(tags, reference, strict=True)) >= 0.9 * len(reference)
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bilstm_ner", config={"model": str(exported_tagger), "backend": "onnx"})
+    doc = nlp("Peter Blackburn visited Bonn in 1996 .")
+    want = Predictor.load(exported_tagger, device="cpu").predict([doc.text])[0].entities
+    assert [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents] == [(e.start, e.end, e.label) for e in want]

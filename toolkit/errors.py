@@ -33,3 +33,7 @@ class ConfigError(ToolkitError, ValueError):
 
 class InputError(ToolkitError, ValueError):
     """An input to a model (e.g. an empty text) cannot be processed."""
+
+
+class ExportError(ToolkitError, RuntimeError):
+    """An export does not reproduce the model (e.g. ONNX Runtime disagrees with torch); nothing was written."""

@@ -8,8 +8,10 @@ export the ONNX model is run at several lengths against torch and refused unless
 :data:`PARITY_TOLERANCE`. ``--int8`` adds ``model.int8.onnx`` (ONNX Runtime's dynamic int8 quantization of the
 weights). Both files are listed and checksummed in meta.json (``files``), and ``backends`` says what they are.
 
-Covered: the classifier (the whole network: ids, lengths → logits) with the fused cells (``rnn_tanh``, ``rnn_relu``,
-``lstm``, ``gru``). The other tasks and cells run on torch; asking for them is a clear error.
+Covered, with the fused cells (``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru``): the classifier (the whole network:
+ids, lengths → logits) and the tagger (words, casing, character CNN, lengths → tag scores; the CRF decodes the scores
+in torch). Translation, language models, taggers with transformer features or a character BiLSTM, and the other
+cells run on torch; asking for them is a clear error.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import argparse
 import logging
 import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, ExportError
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -34,28 +38,101 @@ PARITY_SHAPES = ((3, 17, (17, 9, 1)), (2, 5, (5, 2)), (4, 64, (64, 40, 7, 1)))
 """(batch, time, lengths) the exported graph is checked at: dynamic axes, padding, a one-token text."""
 
 
-def _inputs(batch: int, steps: int, lengths: tuple[int, ...], vocab_size: int, seed: int = 0
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random right-padded ids ``[batch, steps]`` (0 = padding) and their ``lengths [batch]``."""
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(2, max(3, vocab_size), (batch, steps), generator=generator)
+@dataclass(frozen=True)
+class ExportRecipe:
+    """What to export for one task: a module taking positional tensors, their names and example inputs."""
+
+    module: torch.nn.Module
+    input_names: tuple[str, ...]
+    dynamic_axes: dict[str, dict[int, str]]
+    make_inputs: Callable[[int, int, tuple[int, ...], int], tuple[torch.Tensor, ...]]
+    """``(batch, time, lengths, seed)`` → the module's inputs: random ids, right-padded, with those lengths."""
+    output_name: str
+
+
+def _ids(batch: int, steps: int, lengths: tuple[int, ...], high: int, generator: torch.Generator,
+         trailing: tuple[int, ...] = ()) -> torch.Tensor:
+    """Random ids ``[batch, steps, *trailing]`` in ``[1, high)``, 0 (padding) past each row's length."""
+    ids = torch.randint(1, max(2, high), (batch, steps, *trailing), generator=generator)
     for row, length in enumerate(lengths):
         ids[row, length:] = 0
-    return ids, torch.tensor(lengths)
+    return ids
+
+
+def _classifier_recipe(predictor: Any) -> ExportRecipe:
+    """The whole classifier: ``ids [B, T]``, ``lengths [B]`` → ``logits [B, classes]``."""
+    vocab_size = len(predictor.vocab)
+
+    def make_inputs(batch: int, steps: int, lengths: tuple[int, ...], seed: int) -> tuple[torch.Tensor, ...]:
+        generator = torch.Generator().manual_seed(seed)
+        return _ids(batch, steps, lengths, vocab_size, generator), torch.tensor(lengths)
+
+    return ExportRecipe(predictor.net.eval(), ("ids", "lengths"),
+                        {"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
+                        make_inputs, "logits")
+
+
+class _TaggerScores(torch.nn.Module):
+    """The tagger network up to its per-token tag scores, with the batch dict's tensors as positional inputs.
+
+    The CRF's Viterbi and forward–backward stay in torch on the scores (``SequenceTaggerNet.decode``): they are
+    a small part of the time (docs/benchmarks.md §14) and keep the decoding code in one place.
+    """
+
+    def __init__(self, net: torch.nn.Module, keys: tuple[str, ...]) -> None:
+        super().__init__()
+        self.net, self.keys = net, keys
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.net(dict(zip(self.keys, tensors, strict=True)))
+
+
+def _tagger_recipe(predictor: Any) -> ExportRecipe:
+    """Word (+ casing, + character CNN) features → encoder → tag scores ``[B, T, tags]``."""
+    net = predictor.net.eval()
+    keys = ("words", "casing", *(("chars",) if net.chars is not None else ()), "lengths")
+    vocab_size, num_chars = net.embed.embedding.num_embeddings, predictor.config.num_chars
+    num_casings = net.casing.num_embeddings if net.casing is not None else 2
+
+    def make_inputs(batch: int, steps: int, lengths: tuple[int, ...], seed: int) -> tuple[torch.Tensor, ...]:
+        generator = torch.Generator().manual_seed(seed)
+        inputs = {"words": _ids(batch, steps, lengths, vocab_size, generator),
+                  "casing": _ids(batch, steps, lengths, num_casings, generator),
+                  "chars": _ids(batch, steps, lengths, num_chars, generator, (1 + seed % 3 * 4,)),
+                  "lengths": torch.tensor(lengths)}
+        return tuple(inputs[key] for key in keys)
+
+    axes = {"words": {0: "batch", 1: "time"}, "casing": {0: "batch", 1: "time"},
+            "chars": {0: "batch", 1: "time", 2: "word_length"}, "lengths": {0: "batch"},
+            "scores": {0: "batch", 1: "time"}}
+    return ExportRecipe(_TaggerScores(net, keys).eval(), keys, {key: axes[key] for key in (*keys, "scores")},
+                        make_inputs, "scores")
+
+
+RECIPES: dict[str, Callable[[Any], ExportRecipe]] = {"classify": _classifier_recipe, "tag": _tagger_recipe}
+"""The tasks with an ONNX export (their predictors set ``has_onnx_export``); translate and lm run on torch."""
 
 
 def _check_exportable(predictor: Any) -> None:
     from toolkit.nn.encoder import FUSED_CELLS
 
-    if not predictor.has_onnx_export:  # the predictor class says whether its net can be swapped for ONNX
-        raise ConfigError(f"ONNX export covers classify models for now, not {predictor.task!r}: "
+    if not predictor.has_onnx_export or predictor.task not in RECIPES:
+        raise ConfigError(f"ONNX export covers {' and '.join(RECIPES)} models for now, not {predictor.task!r}: "
                           "this model runs on the torch backend")
-    encoder = predictor.config.network.encoder
+    network = predictor.config.network
+    encoder = network.encoder
     if encoder.cell not in FUSED_CELLS:
         raise ConfigError(f"ONNX export covers the fused cells ({', '.join(FUSED_CELLS)}), not {encoder.cell!r}: "
                           "this model runs on the torch backend (docs/cells.md)")
     if encoder.padding == "packed":
         raise ConfigError("ONNX export needs encoder.padding 'reverse' (the default); packed sequences do not export")
+    if predictor.task == "tag":
+        if getattr(predictor.config, "transformer", False):
+            raise ConfigError("ONNX export of taggers with transformer features is not built: this model runs on "
+                              "the torch backend")
+        if network.chars == "lstm":
+            raise ConfigError("ONNX export covers taggers with character CNNs ('cnn') or no character features, "
+                              "not the character BiLSTM: this model runs on the torch backend")
 
 
 def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
@@ -66,7 +143,7 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
 
     Raises:
         ConfigError: the task or cell has no ONNX export, or onnx/onnxruntime is not installed.
-        RuntimeError: the exported graph disagrees with torch (nothing is written then).
+        ExportError: the exported graph disagrees with torch (nothing is written then).
     """
     try:
         import onnxruntime
@@ -77,24 +154,23 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
 
     predictor = Predictor.load(model_dir, device="cpu")
     _check_exportable(predictor)
-    net = predictor.net.eval()
-    vocab_size = len(predictor.vocab)
+    recipe = RECIPES[predictor.task](predictor)
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path = Path(scratch) / ONNX_FILE
         with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated in favour of dynamo
             warnings.simplefilter("ignore")
-            torch.onnx.export(net, _inputs(2, 7, (7, 3), vocab_size), str(onnx_path), dynamo=False,
-                              input_names=["ids", "lengths"], output_names=["logits"], opset_version=OPSET,
-                              dynamic_axes={"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
-                                            "logits": {0: "batch"}})
-        largest = _parity(net, onnx_path, vocab_size)
+            torch.onnx.export(recipe.module, recipe.make_inputs(2, 7, (7, 3), 0), str(onnx_path), dynamo=False,
+                              input_names=list(recipe.input_names), output_names=[recipe.output_name],
+                              opset_version=OPSET, dynamic_axes=recipe.dynamic_axes)
+        largest = _parity(recipe, onnx_path)
         if largest > PARITY_TOLERANCE:
-            raise RuntimeError(f"the exported ONNX model differs from torch by {largest:.2e} (over "
-                               f"{PARITY_TOLERANCE:.0e}); nothing was written")
+            raise ExportError(f"the exported ONNX model differs from torch by {largest:.2e} (over "
+                              f"{PARITY_TOLERANCE:.0e}); nothing was written: this model runs on the torch backend")
         files = {ONNX_FILE: onnx_path}
         backends = {"onnx": {"file": ONNX_FILE, "opset": OPSET, "exporter": "torch.onnx.export(dynamo=False)",
+                             "inputs": list(recipe.input_names), "output": recipe.output_name,
                              "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-                             "max_abs_logit_diff": float(f"{largest:.3g}")}}
+                             "max_abs_output_diff": float(f"{largest:.3g}")}}
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -114,18 +190,25 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
     return backends
 
 
-def _parity(net: torch.nn.Module, onnx_path: Path, vocab_size: int) -> float:
-    """Largest absolute logit difference between torch and ONNX Runtime over :data:`PARITY_SHAPES`."""
+def _parity(recipe: ExportRecipe, onnx_path: Path) -> float:
+    """Largest absolute output difference between torch and ONNX Runtime over :data:`PARITY_SHAPES`."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    recipe.module.eval()  # the exporter restores the mode it found; compare without dropout whatever that was
     largest = 0.0
     with torch.inference_mode():
         for seed, (batch, steps, lengths) in enumerate(PARITY_SHAPES):
-            ids, lengths_tensor = _inputs(batch, steps, lengths, vocab_size, seed)
-            expected = net(ids, lengths_tensor).numpy()
-            got = session.run(None, {"ids": ids.numpy(), "lengths": lengths_tensor.numpy()})[0]
-            largest = max(largest, float(abs(got - expected).max()))
+            inputs = recipe.make_inputs(batch, steps, lengths, seed)
+            expected = recipe.module(*inputs).numpy()
+            got = session.run(None, {name: tensor.numpy() for name, tensor in zip(recipe.input_names, inputs,
+                                                                                   strict=True)})[0]
+            if got.shape != expected.shape:
+                return float("inf")
+            # padded positions of a tagger's scores are never read (the CRF masks them): compare real tokens
+            for row, length in enumerate(lengths):
+                real = (row, slice(0, length)) if expected.ndim == 3 else (row,)
+                largest = max(largest, float(abs(got[real] - expected[real]).max()))
     return largest
 
 

@@ -103,9 +103,9 @@ class BilstmEntityRecognizer(ModelDirPipe):
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 32,
                  device: str | None = None, overwrite_ents: bool = False, spans_key: str | None = None,
-                 max_chars: int | None = None, truncate: bool = False) -> None:
+                 max_chars: int | None = None, truncate: bool = False, backend: str = "torch") -> None:
         super().__init__(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
-                         truncate=truncate)
+                         truncate=truncate, backend=backend)
         self.overwrite_ents = overwrite_ents
         self.spans_key = spans_key
 
@@ -263,17 +263,17 @@ def make_textcat(nlp: Language, name: str, model: str | None, batch_size: int, d
 @Language.factory(
     "bilstm_ner",
     default_config={"model": None, "batch_size": 32, "device": None, "overwrite_ents": False, "spans_key": None,
-                    "max_chars": None, "truncate": False},
+                    "max_chars": None, "truncate": False, "backend": "torch"},
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
 def make_ner(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
-             overwrite_ents: bool, spans_key: str | None, max_chars: int | None, truncate: bool
+             overwrite_ents: bool, spans_key: str | None, max_chars: int | None, truncate: bool, backend: str
              ) -> BilstmEntityRecognizer:
-    """An entity recogniser from a ``tag`` model directory; sets ``doc.ents``."""
+    """An entity recogniser from a ``tag`` model directory; sets ``doc.ents`` (``backend``: torch or onnx)."""
     return BilstmEntityRecognizer(nlp, name, model, batch_size=batch_size, device=device,
                                   overwrite_ents=overwrite_ents, spans_key=spans_key, max_chars=max_chars,
-                                  truncate=truncate)
+                                  truncate=truncate, backend=backend)
 
 
 @Language.factory(

@@ -180,9 +180,15 @@ def test_the_torchscript_loop_equals_the_python_loop(kind, monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_compiled_loop_equals_the_python_loop_across_chunks_and_carried_state():
+def test_the_compiled_loop_equals_the_python_loop_across_chunks_and_carried_state(monkeypatch):
     """torch.compile runs fixed-length pieces, the last one padded: outputs, final state and gradients must be
-    those of the plain loop for a length that is not a multiple of the piece (and a carried state)."""
+    those of the plain loop for a length that is not a multiple of the piece (and a carried state).
+
+    The graph is captured by dynamo and differentiated by AOT autograd as in real use, but run by ``aot_eager``
+    rather than inductor: inductor's C++ code generation cost 1–4 minutes of CI per cell, and its kernels are
+    exercised by benchmarks/cell_speed.py and the cell comparison (same figures as the eager loop)."""
+    monkeypatch.setattr(cells, "COMPILE_OPTIONS", {"dynamic": True, "backend": "aot_eager"})
+    monkeypatch.setattr(cells, "_compiled", {})
     torch.manual_seed(7)
     cell = CellRNN("sru", 3, HIDDEN)
     x = torch.randn(CHUNK + 5, 2, 3, requires_grad=True)

@@ -35,6 +35,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +57,9 @@ LOOP_BACKENDS = ("auto", "script", "compile", "eager")
 LOOP_ENVIRONMENT = "BILSTM_CELL_LOOP"
 """Environment variable that sets the loop backend of a process (e.g. ``eager`` where no C++ compiler exists)."""
 _compiled: dict[str, Callable] = {}
+COMPILE_OPTIONS: dict[str, Any] = {"dynamic": True}
+"""``torch.compile`` options of the loops (a test swaps inductor for ``aot_eager``: the same graph capture and
+autograd, without the minutes of C++ code generation)."""
 _scripted: list[Callable] = []
 
 
@@ -101,7 +105,7 @@ def _run_loop(kind: str, xw: Tensor, x: Tensor, h: Tensor, c: Tensor, p: Tensor,
         return _scripted[0](xw, x, h, c, p, q, kind)
     if backend == "compile" and _compiled.get(kind) is not stepwise:
         if kind not in _compiled:
-            _compiled[kind] = torch.compile(chunk_loop(STEPS[kind]), dynamic=True)
+            _compiled[kind] = torch.compile(chunk_loop(STEPS[kind]), **COMPILE_OPTIONS)
         try:
             return chunked(_compiled[kind], xw, x, h, c, p, q)
         except Exception as error:  # e.g. no C++ compiler for inductor: the same maths, only slower

@@ -43,6 +43,27 @@ class OnnxNet:
         return self
 
 
+class OnnxTaggerNet:
+    """A tagger's ONNX graph (batch dict → tag scores) in front of the torch network's CRF decoding.
+
+    ``SequenceTaggerNet`` is called as ``net(batch)`` then ``net.decode(scores, batch)``: the graph answers the
+    first (its inputs are named after the batch keys), the torch network's CRF the second.
+    """
+
+    def __init__(self, scores: OnnxNet, torch_net: torch.nn.Module) -> None:
+        self.scores, self.torch_net = scores, torch_net.eval()
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.scores(*(batch[name] for name in self.scores.input_names))
+
+    def decode(self, scores: torch.Tensor, batch: dict[str, torch.Tensor], with_marginals: bool = False
+               ) -> tuple[list[list[int]], torch.Tensor | None]:
+        return self.torch_net.decode(scores, batch, with_marginals=with_marginals)
+
+    def eval(self) -> OnnxTaggerNet:
+        return self
+
+
 def onnx_net(predictor: object, int8: bool, threads: int) -> OnnxNet:
     """The :class:`OnnxNet` of ``predictor``'s model directory (fp32 ``onnx`` or ``onnx-int8`` backend entry)."""
     model_dir = predictor.model_dir  # type: ignore[attr-defined]

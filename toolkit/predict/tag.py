@@ -80,6 +80,7 @@ class TaggerPredictor(TaskPredictor):
     """Encodes sentences like the training DataModule, decodes with constrained Viterbi."""
 
     task = "tag"
+    has_onnx_export = True
 
     def __init__(self, opened: Opened, device: torch.device) -> None:
         super().__init__(opened, device)
@@ -91,6 +92,14 @@ class TaggerPredictor(TaskPredictor):
         self.net = SPEC.load_net(opened.model_dir, config, transformer_path=files.transformer).to(device)
         self._tokenizer_settings = TokenizerSettings(lang=opened.tokenizer.lang, lowercase=False)
         self._tokenizer: Tokenizer | None = None
+
+    def use_onnx(self, int8: bool, threads: int) -> None:
+        """Tag scores from ONNX Runtime (``model.onnx``); the CRF decodes them in torch as before."""
+        from toolkit.predict.onnx_backend import OnnxTaggerNet
+
+        torch_net = self.net
+        super().use_onnx(int8, threads)
+        self.net = OnnxTaggerNet(self.net, torch_net)
 
     @property
     def tokenizer(self) -> Tokenizer:
