@@ -90,7 +90,8 @@ class _TaggerScores(torch.nn.Module):
 def _tagger_recipe(predictor: Any) -> ExportRecipe:
     """Word (+ casing, + character CNN) features → encoder → tag scores ``[B, T, tags]``."""
     net = predictor.net.eval()
-    keys = ("words", "casing", *(("chars",) if net.chars is not None else ()), "lengths")
+    keys = ("words", *(("casing",) if net.casing is not None else ()), *(("chars",) if net.chars is not None else ()),
+            "lengths")  # the features the network has: an input it does not read would be pruned from the graph
     vocab_size, num_chars = net.embed.embedding.num_embeddings, predictor.config.num_chars
     num_casings = net.casing.num_embeddings if net.casing is not None else 2
 
