@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 BILSTM := $(VENV)/bin/bilstm
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench install clean browser
+.PHONY: demo test lint bench install clean browser container-check
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ browser:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check toolkit pipelines serving benchmarks tests
+
+# The Docker image and compose profiles for real (slow, not in CI): serving/container/check.sh says what it checks.
+container-check: $(STAMP)
+	bash serving/container/check.sh
 
 bench: $(STAMP)
 	$(PY) benchmarks/predict_speed.py
