@@ -11,6 +11,7 @@
 # Build time and image size are printed at the end (recorded in docs/serving.md).
 #
 #   bash serving/container/check.sh [WORK_DIR]      # default runs/container_check; needs dockerd and docker-compose
+#   NO_CACHE=1 make container-check                 # the build time from scratch (no cached layers)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -30,10 +31,26 @@ if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else
 fi
 rm -rf "$WORK" && mkdir -p "$WORK"/{models,in,out}
 API_PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-compose() {
-  MODELS_DIR="$WORK/models" LABEL_INPUT_DIR="$WORK/in" LABEL_OUTPUT_DIR="$WORK/out" API_PORT=$API_PORT \
-    BASE_IMAGE=$BASE "${COMPOSE[@]}" -p "$PROJECT" -f docker-compose.yml -f serving/container/compose.host.yml "$@"
-}
+# The compose file as this machine runs it: docker-compose.yml + the host-network override, variables resolved.
+# docker-compose 1.29 (Debian) refuses a GPU count that comes from a variable ("1" is a string to it) even for
+# services it does not start, and published ports on a host-network service (an override cannot delete keys), so
+# the rendered file gets the count back as a number and loses those ports.
+MODELS_DIR="$WORK/models" LABEL_INPUT_DIR="$WORK/in" LABEL_OUTPUT_DIR="$WORK/out" API_PORT=$API_PORT \
+  BASE_IMAGE=$BASE "${COMPOSE[@]}" -p "$PROJECT" -f docker-compose.yml -f serving/container/compose.host.yml \
+  --profile cpu --profile batch config > "$WORK/compose.rendered.yml"
+"$PY" - "$WORK/compose.rendered.yml" <<'EOF'
+import sys, yaml
+path = sys.argv[1]
+config = yaml.safe_load(open(path))
+for service in config["services"].values():
+    if service.get("network_mode") == "host":
+        service.pop("ports", None)
+    for device in service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", []):
+        if isinstance(device.get("count"), str) and device["count"].isdigit():
+            device["count"] = int(device["count"])
+yaml.safe_dump(config, open(path, "w"), sort_keys=False)
+EOF
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f "$WORK/compose.rendered.yml" "$@"; }
 cleanup() { compose --profile cpu --profile batch down --remove-orphans >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
@@ -50,7 +67,7 @@ for bundle in "${PIP_CERT:-}" /etc/ssl/certs/ca-certificates.crt; do
   if [ -n "$bundle" ] && [ -f "$bundle" ]; then cp "$bundle" "$LOCAL/ca-bundle.crt"; break; fi
 done
 started=$(date +%s)
-docker build --network host --build-arg BASE_IMAGE="$BASE" -t "$IMAGE" . > "$WORK/build.log" 2>&1 \
+docker build ${NO_CACHE:+--no-cache} --network host --build-arg BASE_IMAGE="$BASE" -t "$IMAGE" . > "$WORK/build.log" 2>&1 \
   || { tail -n 40 "$WORK/build.log"; fail "docker build (log: $WORK/build.log)"; }
 build_seconds=$(( $(date +%s) - started ))
 find "$LOCAL" -type f ! -name README -delete
