@@ -20,8 +20,8 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 DEVICE = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
-          "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython", "platform_python_implementation": "CPython",
-          "os_name": "posix", "extra": ""}
+          "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
+          "platform_python_implementation": "CPython", "os_name": "posix", "extra": ""}
 
 
 def read_present(path: Path) -> dict[str, Version | None]:
