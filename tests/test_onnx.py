@@ -84,7 +84,7 @@ def test_clear_errors(exported, textcat_model_dir, lm_model_dir, tmp_path):
         Predictor.load(exported, backend="onnx", device="cuda")
     result = run_bilstm("export", str(lm_model_dir), "--onnx")
     assert result.returncode == 2 and "not 'lm'" in result.stderr and "Traceback" not in result.stderr
-    with pytest.raises(ConfigError, match="classifiers and taggers"):
+    with pytest.raises(ConfigError, match="classifiers, taggers and translators"):
         Predictor.load(lm_model_dir, backend="onnx")
     broken = tmp_path / "broken"
     shutil.copytree(exported, broken)
@@ -98,7 +98,7 @@ def test_clear_errors(exported, textcat_model_dir, lm_model_dir, tmp_path):
 
 
 @pytest.mark.parametrize(("task", "cell", "padding", "extra", "words"), [
-    ("translate", "lstm", "reverse", {}, "not 'translate'"), ("classify", "mut1", "reverse", {}, "fused cells"),
+    ("lm", "lstm", "reverse", {}, "not 'lm'"), ("classify", "mut1", "reverse", {}, "fused cells"),
     ("classify", "lstm", "packed", {}, "padding"), ("tag", "gru", "reverse", {"chars": "lstm"}, "character BiLSTM"),
     ("tag", "lstm", "reverse", {"chars": "cnn", "transformer": True}, "transformer features"),
 ])
@@ -111,7 +111,7 @@ def test_what_does_not_export_is_refused_before_any_work(task, cell, padding, ex
     encoder = EncoderConfig(cell=cell, padding=padding)
     network = SimpleNamespace(encoder=encoder, chars=extra.get("chars", "none"))
     with pytest.raises(ConfigError, match=words):
-        _check_exportable(SimpleNamespace(task=task, has_onnx_export=task in ("classify", "tag"),
+        _check_exportable(SimpleNamespace(task=task, has_onnx_export=task in ("classify", "tag", "translate"),
                                           config=SimpleNamespace(network=network,
                                                                  transformer=extra.get("transformer", False))))
 
@@ -213,3 +213,51 @@ def test_tagger_int8_and_the_spacy_component(exported_tagger):
     doc = nlp("Peter Blackburn visited Bonn in 1996 .")
     want = Predictor.load(exported_tagger, device="cpu").predict([doc.text])[0].entities
     assert [(ent.start_char, ent.end_char, ent.label_) for ent in doc.ents] == [(e.start, e.end, e.label) for e in want]
+
+
+# ---- the translator: encoder and decoder step from ONNX Runtime, the search in torch ---------------------------
+
+@pytest.fixture(scope="module")
+def exported_translator(translate_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("onnx_translate") / "model"
+    shutil.copytree(translate_model_dir, target)
+    result = run_bilstm("export", str(target), "--onnx", "--int8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return target
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_translator_export_gives_the_same_translations(exported_translator, beam_size):
+    meta = json.loads((exported_translator / "meta.json").read_text())
+    assert meta["backends"]["onnx"]["files"] == {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
+    assert {"encoder.onnx", "decoder_step.onnx", "encoder.int8.onnx", "decoder_step.int8.onnx"} <= set(meta["files"])
+    sources = (SAMPLES / "translate" / "dev.de").read_text().splitlines()[:30]
+    torch_backend = Predictor.load(exported_translator, device="cpu")
+    onnx_backend = Predictor.load(exported_translator, backend="onnx")
+    expected = torch_backend.predict(sources, beam_size=beam_size, return_attention=True)
+    got = onnx_backend.predict(sources, beam_size=beam_size, return_attention=True)
+    assert [r.translation for r in got] == [r.translation for r in expected]
+    assert [r.score for r in got] == pytest.approx([r.score for r in expected], abs=1e-4)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert torch.allclose(torch.tensor(mine.attention), torch.tensor(theirs.attention), atol=1e-4)
+
+
+def test_translator_int8_and_the_evaluate_command(exported_translator):
+    sources = (SAMPLES / "translate" / "dev.de").read_text().splitlines()[:30]
+    fp32 = [r.translation for r in Predictor.load(exported_translator, backend="onnx").predict(sources, beam_size=1)]
+    int8 = Predictor.load(exported_translator, backend="onnx", quantize=True)
+    assert int8.net.encoder_graph.path.name == "encoder.int8.onnx"
+    same = sum(a == b for a, b in zip([r.translation for r in int8.predict(sources, beam_size=1)], fp32, strict=True))
+    assert same >= 0.8 * len(sources)
+    result = run_bilstm("evaluate", str(exported_translator), str(SAMPLES / "translate" / "dev.de"), "--backend",
+                        "onnx")
+    assert result.returncode == 0, result.stderr[-2000:]
+    from toolkit.evaluate import evaluate
+
+    assert json.loads(result.stdout)["bleu"] == evaluate(exported_translator, SAMPLES / "translate" / "dev.de")["bleu"]
+
+    import spacy
+
+    nlp = spacy.blank("de")
+    nlp.add_pipe("bilstm_translate", config={"model": str(exported_translator), "backend": "onnx", "beam_size": 1})
+    assert nlp(sources[0])._.translation == fp32[0]

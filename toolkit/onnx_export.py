@@ -11,13 +11,13 @@ weights). Both files are listed and checksummed in meta.json (``files``), and ``
 Covered, with the fused cells (``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru``): the classifier (the whole network:
 ids, lengths → logits) and the tagger (words, casing, character CNN, lengths → tag scores; the CRF decodes the scores
 in torch). Translation, language models, taggers with transformer features or a character BiLSTM, and the other
-cells run on torch; asking for them is a clear error.
+cells run on torch; asking for them is a clear error. The translator's two graphs (encoder, one decoder step) are
+toolkit/onnx_seq2seq.py's.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -28,12 +28,10 @@ from typing import Any
 import torch
 
 from toolkit.errors import ConfigError, ExportError
+from toolkit.onnx_common import OPSET, PARITY_TOLERANCE, quantize_int8, random_ids
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
-OPSET = 17
-PARITY_TOLERANCE = 1e-4
-"""Largest absolute logit difference between torch and ONNX Runtime (fp32) accepted at export."""
 PARITY_SHAPES = ((3, 17, (17, 9, 1)), (2, 5, (5, 2)), (4, 64, (64, 40, 7, 1)))
 """(batch, time, lengths) the exported graph is checked at: dynamic axes, padding, a one-token text."""
 
@@ -50,22 +48,13 @@ class ExportRecipe:
     output_name: str
 
 
-def _ids(batch: int, steps: int, lengths: tuple[int, ...], high: int, generator: torch.Generator,
-         trailing: tuple[int, ...] = ()) -> torch.Tensor:
-    """Random ids ``[batch, steps, *trailing]`` in ``[1, high)``, 0 (padding) past each row's length."""
-    ids = torch.randint(1, max(2, high), (batch, steps, *trailing), generator=generator)
-    for row, length in enumerate(lengths):
-        ids[row, length:] = 0
-    return ids
-
-
 def _classifier_recipe(predictor: Any) -> ExportRecipe:
     """The whole classifier: ``ids [B, T]``, ``lengths [B]`` → ``logits [B, classes]``."""
     vocab_size = len(predictor.vocab)
 
     def make_inputs(batch: int, steps: int, lengths: tuple[int, ...], seed: int) -> tuple[torch.Tensor, ...]:
         generator = torch.Generator().manual_seed(seed)
-        return _ids(batch, steps, lengths, vocab_size, generator), torch.tensor(lengths)
+        return random_ids(batch, steps, lengths, vocab_size, generator), torch.tensor(lengths)
 
     return ExportRecipe(predictor.net.eval(), ("ids", "lengths"),
                         {"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
@@ -97,9 +86,9 @@ def _tagger_recipe(predictor: Any) -> ExportRecipe:
 
     def make_inputs(batch: int, steps: int, lengths: tuple[int, ...], seed: int) -> tuple[torch.Tensor, ...]:
         generator = torch.Generator().manual_seed(seed)
-        inputs = {"words": _ids(batch, steps, lengths, vocab_size, generator),
-                  "casing": _ids(batch, steps, lengths, num_casings, generator),
-                  "chars": _ids(batch, steps, lengths, num_chars, generator, (1 + seed % 3 * 4,)),
+        inputs = {"words": random_ids(batch, steps, lengths, vocab_size, generator),
+                  "casing": random_ids(batch, steps, lengths, num_casings, generator),
+                  "chars": random_ids(batch, steps, lengths, num_chars, generator, (1 + seed % 3 * 4,)),
                   "lengths": torch.tensor(lengths)}
         return tuple(inputs[key] for key in keys)
 
@@ -111,14 +100,15 @@ def _tagger_recipe(predictor: Any) -> ExportRecipe:
 
 
 RECIPES: dict[str, Callable[[Any], ExportRecipe]] = {"classify": _classifier_recipe, "tag": _tagger_recipe}
-"""The tasks with an ONNX export (their predictors set ``has_onnx_export``); translate and lm run on torch."""
+"""The one-graph exports; the translator's two graphs are toolkit/onnx_seq2seq.py's. lm runs on torch."""
+EXPORTED_TASKS = (*RECIPES, "translate")
 
 
 def _check_exportable(predictor: Any) -> None:
     from toolkit.nn.encoder import FUSED_CELLS
 
-    if not predictor.has_onnx_export or predictor.task not in RECIPES:
-        raise ConfigError(f"ONNX export covers {' and '.join(RECIPES)} models for now, not {predictor.task!r}: "
+    if not predictor.has_onnx_export or predictor.task not in EXPORTED_TASKS:
+        raise ConfigError(f"ONNX export covers {', '.join(EXPORTED_TASKS)} models for now, not {predictor.task!r}: "
                           "this model runs on the torch backend")
     network = predictor.config.network
     encoder = network.encoder
@@ -155,6 +145,10 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
 
     predictor = Predictor.load(model_dir, device="cpu")
     _check_exportable(predictor)
+    if predictor.task == "translate":  # two graphs, driven by the search in torch: toolkit/onnx_seq2seq.py
+        from toolkit.onnx_seq2seq import export_translator
+
+        return export_translator(predictor, model_dir, int8)
     recipe = RECIPES[predictor.task](predictor)
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path = Path(scratch) / ONNX_FILE
@@ -173,16 +167,8 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
                              "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                              "max_abs_output_diff": float(f"{largest:.3g}")}}
         if int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
             int8_path = Path(scratch) / INT8_FILE
-            quiet = logging.getLogger()  # the quantizer logs a pre-processing hint through the root logger
-            level = quiet.level
-            quiet.setLevel(logging.ERROR)
-            try:
-                quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8)
-            finally:
-                quiet.setLevel(level)
+            quantize_int8(onnx_path, int8_path)
             files[INT8_FILE] = int8_path
             backends["onnx-int8"] = {"file": INT8_FILE, "source": ONNX_FILE,
                                      "quantization": "onnxruntime dynamic, int8 weights",

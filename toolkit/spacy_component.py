@@ -160,9 +160,9 @@ class BilstmTranslator(ModelDirPipe):
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 64,
                  device: str | None = None, beam_size: int | None = None, extension: str = "translation",
-                 max_chars: int | None = None, truncate: bool = False) -> None:
+                 max_chars: int | None = None, truncate: bool = False, backend: str = "torch") -> None:
         super().__init__(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
-                         truncate=truncate)
+                         truncate=truncate, backend=backend)
         if beam_size is not None and beam_size < 1:
             raise ValueError(f"bilstm_translate component {name!r}: beam_size must be >= 1 or None, got {beam_size}")
         self.beam_size = beam_size
@@ -279,14 +279,15 @@ def make_ner(nlp: Language, name: str, model: str | None, batch_size: int, devic
 @Language.factory(
     "bilstm_translate",
     default_config={"model": None, "batch_size": 64, "device": None, "beam_size": None, "extension": "translation",
-                    "max_chars": None, "truncate": False},
+                    "max_chars": None, "truncate": False, "backend": "torch"},
     assigns=["doc._.translation"],
 )
 def make_translate(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
-                   beam_size: int | None, extension: str, max_chars: int | None, truncate: bool) -> BilstmTranslator:
-    """A translator from a ``translate`` model directory; sets ``doc._.translation``."""
+                   beam_size: int | None, extension: str, max_chars: int | None, truncate: bool, backend: str
+                   ) -> BilstmTranslator:
+    """A translator from a ``translate`` model directory; sets ``doc._.translation`` (``backend``: torch or onnx)."""
     return BilstmTranslator(nlp, name, model, batch_size=batch_size, device=device, beam_size=beam_size,
-                            extension=extension, max_chars=max_chars, truncate=truncate)
+                            extension=extension, max_chars=max_chars, truncate=truncate, backend=backend)
 
 
 @Language.factory(

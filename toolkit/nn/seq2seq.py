@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 from toolkit.nn.beam import DecodingConfig, Hypothesis, beam_search, greedy_search
@@ -76,7 +77,8 @@ class Seq2SeqNet(nn.Module):
     def encode(self, source: Tensor, lengths: Tensor) -> tuple[Memory, DecoderState]:
         """Encode ``source [batch, src_len]`` (right-padded, ``lengths [batch]``) → (memory, initial state)."""
         encoded = self.encoder(self.embed_source(source), lengths)
-        mask = source.new_ones(source.shape, dtype=bool).cumsum(1) <= lengths.to(source.device).unsqueeze(1)
+        positions = torch.arange(source.size(1), device=source.device).unsqueeze(0)  # (no bool cumsum: ONNX lacks it)
+        mask = positions < lengths.to(source.device).unsqueeze(1)
         return self.decoder.memory(encoded.outputs, mask), self.decoder.initial_state(encoded.last_hidden)
 
     def forward(self, source: Tensor, lengths: Tensor, target_in: Tensor) -> tuple[Tensor, Tensor]:

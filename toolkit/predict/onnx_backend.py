@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from toolkit.errors import ConfigError, ModelDirError
+from toolkit.nn.decoder import DecoderState, Memory
 
 BACKENDS = ("torch", "onnx")
 
@@ -36,8 +37,12 @@ class OnnxNet:
         self.path = path
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.run(*inputs)[0]
+
+    def run(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """Every output of the graph, for inputs in the graph's input order."""
         feeds = {name: tensor.cpu().numpy() for name, tensor in zip(self.input_names, inputs, strict=True)}
-        return torch.from_numpy(self.session.run(None, feeds)[0])
+        return [torch.from_numpy(output) for output in self.session.run(None, feeds)]
 
     def eval(self) -> OnnxNet:
         return self
@@ -62,6 +67,60 @@ class OnnxTaggerNet:
 
     def eval(self) -> OnnxTaggerNet:
         return self
+
+
+class OnnxTranslatorNet:
+    """The translator's two graphs (``encoder.onnx``, ``decoder_step.onnx``) behind ``Seq2SeqNet``'s interface.
+
+    ``translate`` is ``Seq2SeqNet.translate`` itself, run with this object as the network: it calls
+    :meth:`encode`, then greedy or beam search (``toolkit.nn.beam``) calls :meth:`step` through ``self.decoder``,
+    so the search, its length limits and its attention bookkeeping are one piece of code for both backends.
+    """
+
+    def __init__(self, encoder: OnnxNet, step: OnnxNet, torch_net: torch.nn.Module, state: list[str]) -> None:
+        from toolkit.nn.seq2seq import Seq2SeqNet
+
+        self.encoder_graph, self.step_graph, self.state = encoder, step, state
+        self.bos, self.eos, self.banned = torch_net.bos, torch_net.eos, torch_net.banned
+        self.decoder = self  # the search calls net.decoder.step
+        self._translate = Seq2SeqNet.translate
+
+    def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
+        values, keys, mask, *state = self.encoder_graph.run(source, lengths)
+        return Memory(values, keys, mask), self._state(state)
+
+    def step(self, tokens: torch.Tensor, state: DecoderState, memory: Memory
+             ) -> tuple[torch.Tensor, DecoderState, torch.Tensor]:
+        parts = [part for part in state if part is not None]
+        logits, weights, *new = self.step_graph.run(tokens, *memory, *parts)
+        return logits, self._state(new), weights
+
+    def _state(self, parts: list[torch.Tensor]) -> DecoderState:
+        named = dict(zip(self.state, parts, strict=True))
+        return DecoderState(named["hidden"], named.get("cell"), named.get("feed"))
+
+    def translate(self, source: torch.Tensor, lengths: torch.Tensor, decoding: object,
+                  return_attention: bool = False) -> list:
+        with torch.inference_mode():
+            return self._translate(self, source, lengths, decoding, return_attention=return_attention)
+
+    def eval(self) -> OnnxTranslatorNet:
+        return self
+
+
+def onnx_translator(predictor: object, int8: bool, threads: int) -> OnnxTranslatorNet:
+    """The translator's graphs from its model directory's ``onnx`` (or ``onnx-int8``) backend entry."""
+    model_dir = predictor.model_dir  # type: ignore[attr-defined]
+    key = "onnx-int8" if int8 else "onnx"
+    entry = model_dir.meta.backends.get(key)
+    files = entry.get("files") if isinstance(entry, dict) else None
+    if not isinstance(files, dict) or set(files) != {"encoder", "decoder_step"}:
+        flag = " --int8" if int8 else ""
+        raise ModelDirError(f"{model_dir.path} has no {key} export of its translator; add one with "
+                            f"`bilstm export {model_dir.path} --onnx{flag}`")
+    state = model_dir.meta.backends["onnx"].get("state", ["hidden"])
+    return OnnxTranslatorNet(OnnxNet(model_dir.file(files["encoder"]), threads),
+                             OnnxNet(model_dir.file(files["decoder_step"]), threads), predictor.net, state)
 
 
 def onnx_net(predictor: object, int8: bool, threads: int) -> OnnxNet:

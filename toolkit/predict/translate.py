@@ -59,6 +59,13 @@ class TranslatorPredictor(TaskPredictor):
     """Subword-encode → encode → greedy/beam search → detokenise, in length-sorted batches."""
 
     task = "translate"
+    has_onnx_export = True
+
+    def use_onnx(self, int8: bool, threads: int) -> None:
+        """Encoder and decoder step from ONNX Runtime (``encoder.onnx``, ``decoder_step.onnx``); the search in torch."""
+        from toolkit.predict.onnx_backend import onnx_translator
+
+        self.net = onnx_translator(self, int8, threads)
 
     def __init__(self, opened: Opened, device: torch.device) -> None:
         super().__init__(opened, device)
