@@ -261,3 +261,21 @@ def test_translator_int8_and_the_evaluate_command(exported_translator):
     nlp = spacy.blank("de")
     nlp.add_pipe("bilstm_translate", config={"model": str(exported_translator), "backend": "onnx", "beam_size": 1})
     assert nlp(sources[0])._.translation == fp32[0]
+
+
+def test_translator_with_a_deeper_encoder_and_a_gru_decoder_exports(tmp_path):
+    """Decoder layers take the top encoder layers' final states, and a GRU decoder has no cell state: both graphs
+    must still match torch (a one-element list index used to be traced as an integer here)."""
+    result = run_bilstm("fit", "--config", "configs/translate_sample.yaml", "--trainer.max_steps", "2",
+                        "--trainer.limit_val_batches", "1", "--trainer.num_sanity_val_steps", "0",
+                        "--trainer.default_root_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+                        "--trainer.accelerator", "cpu", "--model.init_args.network.encoder.num_layers", "2",
+                        "--model.init_args.network.decoder.cell", "gru")
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = run_bilstm("export", str(tmp_path / "model"), "--onnx")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert json.loads(exported.stdout)["backends"]["onnx"]["state"] == ["hidden", "feed"]
+    sources = (SAMPLES / "translate" / "dev.de").read_text().splitlines()[:8]
+    want = [r.translation for r in Predictor.load(tmp_path / "model", device="cpu").predict(sources, beam_size=2)]
+    got = [r.translation for r in Predictor.load(tmp_path / "model", backend="onnx").predict(sources, beam_size=2)]
+    assert got == want

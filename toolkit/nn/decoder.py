@@ -161,7 +161,9 @@ class AttentionDecoder(nn.Module):
             c = h.clone() if self.config.cell == "lstm" else None
         else:
             chosen = [max(0, enc_layers - layers + depth) for depth in range(layers)]
-            finals = last_hidden[chosen].permute(0, 2, 1, 3).reshape(layers, batch, -1)  # [L, B, dirs*H]
+            # index_select, not last_hidden[chosen]: ONNX export traces a one-element list index as an integer
+            rows = torch.tensor(chosen, device=last_hidden.device)
+            finals = last_hidden.index_select(0, rows).permute(0, 2, 1, 3).reshape(layers, batch, -1)  # [L, B, dirs*H]
             h = torch.tanh(self.bridge_hidden(finals))
             c = self.bridge_cell(finals) if self.bridge_cell is not None else None
         feed = last_hidden.new_zeros(batch, hidden) if self.config.input_feeding else None
