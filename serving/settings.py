@@ -105,7 +105,8 @@ class ServeSettings:
             bento_models=tuple(t.strip() for t in env.get("BILSTM_BENTO_MODELS", "").split(",") if t.strip()),
             max_texts=_int(env, "BILSTM_MAX_TEXTS", cls.max_texts),
             max_chars=_int(env, "BILSTM_MAX_CHARS", cls.max_chars),
-            max_batch_size=_int(env, "BILSTM_MAX_BATCH_SIZE", cls.max_batch_size),
+            # BentoML's batchable endpoints refuse max_batch_size 1 (in every worker, at import: a crash loop)
+            max_batch_size=_int(env, "BILSTM_MAX_BATCH_SIZE", cls.max_batch_size, minimum=2),
             max_latency_ms=_int(env, "BILSTM_MAX_LATENCY_MS", cls.max_latency_ms),
             workers=_int(env, "BILSTM_WORKERS", cls.workers),
             threads=_int(env, "BILSTM_THREADS", cls.threads),

@@ -37,6 +37,7 @@ def test_settings_defaults_and_overrides():
 @pytest.mark.parametrize(("name", "value", "words"), [
     ("BILSTM_MAX_TEXTS", "many", "not an integer"), ("BILSTM_MAX_CHARS", "0", "at least 1"),
     ("BILSTM_PRECISION", "int8", "fp32, bf16, fp16"), ("BILSTM_DEVICE", "tpu", "auto, cpu, cuda"),
+    ("BILSTM_MAX_BATCH_SIZE", "1", "at least 2"),  # BentoML refuses 1 in every worker: a crash loop, not an error
 ])
 def test_bad_settings_name_the_variable(name, value, words):
     with pytest.raises(ConfigError, match=name) as error:
