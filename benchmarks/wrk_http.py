@@ -58,7 +58,8 @@ end
 def run_wrk(url: str, script: Path, connections: int, seconds: float) -> dict:
     """wrk's requests/s, latency percentiles (ms), request count and non-2xx/socket errors."""
     threads = min(2, connections)
-    done = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--latency",
+    duration = f"{max(1, round(seconds))}s"  # wrk takes whole seconds
+    done = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", duration, "--latency",
                            "--timeout", "30s", "-s", str(script), url], capture_output=True, text=True, check=True)
     out = done.stdout
     units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
