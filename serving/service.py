@@ -25,7 +25,7 @@ from bentoml.exceptions import UnprocessableEntity
 from bentoml.models import BentoModel
 from bentoml.validators import ContentType
 
-from serving.gate import RequestGate
+from serving.gate import UNBATCHED_SUFFIX, RequestGate
 from serving.registry import ModelRegistry, resolve_sources
 from serving.schemas import model_routes, result_model
 from serving.settings import ServeSettings
@@ -96,21 +96,27 @@ def _generate(self: BilstmService, prompts: list[str], max_tokens: int = 50, tem
                                   top_p=top_p, seed=seed)
 
 
-def _endpoint(task: str, route: str, result: type) -> Any:
-    """``POST /<route>``: the texts of one or more requests (adaptive batching) → one result per text."""
+def _endpoint(task: str, route: str, result: type, batched: bool = True) -> Any:
+    """``POST /<route>``: the texts of one or more requests (adaptive batching) → one result per text.
+
+    ``batched=False`` makes the route's internal twin ``/<route>_unbatched``, to which the gate sends a request
+    that is alone on its route (the batcher would only make it wait).
+    """
     model = result_model(result, f"{route.capitalize()}Result")
 
     def endpoint(self: BilstmService, texts: list[str]) -> list[dict[str, Any]]:
         return self._run(task, texts)
 
-    endpoint.__name__ = endpoint.__qualname__ = route
+    endpoint.__name__ = endpoint.__qualname__ = route if batched else route + UNBATCHED_SUFFIX
     endpoint.__doc__ = f"{result.__doc__.splitlines()[0]} One result per text, in order."
     endpoint.__annotations__ = {"texts": list[str], "return": Annotated[list[model], JSON]}
-    return bentoml.api(input_spec=TextsRequest, **BATCHING)(endpoint)
+    return bentoml.api(input_spec=TextsRequest, **(BATCHING if batched else {}))(endpoint)
 
 
 for _task, _entry in TASKS.items():
     setattr(BilstmService, _entry.route, _endpoint(_task, _entry.route, load_piece(_entry.result)))
+    setattr(BilstmService, _entry.route + UNBATCHED_SUFFIX,
+            _endpoint(_task, _entry.route, load_piece(_entry.result), batched=False))
 _generate.__annotations__ = {
     "prompts": list[str], "max_tokens": int, "temperature": float, "top_k": int, "top_p": float, "seed": int | None,
     "return": Annotated[list[result_model(load_piece("toolkit.predict.lm:Generation"), "GenerateResult")], JSON]}

@@ -70,6 +70,8 @@ def patch_openapi(schema: dict[str, Any]) -> dict[str, Any]:
         body = operation["requestBody"]["content"]["application/json"]
     except (KeyError, TypeError):
         return schema
+    for path in [path for path in schema.get("paths", {}) if path.endswith("_unbatched")]:
+        del schema["paths"][path]  # internal twins of the model routes (serving/gate.py)
     request = _resolve(schema, body.get("schema", {}))
     properties = dict(request.get("properties", {}))
     properties["attention"] = ATTENTION_FIELD

@@ -230,3 +230,11 @@ def test_openapi_schema_documents_the_gate_options(client):
     # the other routes keep BentoML's own request schema (texts only)
     classify = schema["paths"]["/classify"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert "attention" not in json.dumps(classify)
+
+
+def test_the_unbatched_twins_are_internal(client):
+    """A lone request is routed by the gate to /<route>_unbatched; that route is not reachable from outside."""
+    for route in ("/classify_unbatched", "/tag_unbatched"):
+        answer = client.post(route, json={"texts": ["Fine."]})
+        assert answer.status_code == 404 and "no route" in answer.json()["error"]
+    assert not [path for path in client.get("/docs.json").json()["paths"] if path.endswith("_unbatched")]
