@@ -23,7 +23,9 @@ BentoML's package and nothing from the internet (BentoML's own index page loads 
 itself is ``/docs.json`` (with the gate's own additions, :func:`serving.ui.patch_openapi`). ``GET /ui`` is the web
 page and ``GET /models`` the list of loaded models it reads (``serving/ui.py``). ``POST /translate`` with
 ``"attention": true`` is answered here, unbatched, with the attention weights; without it, the texts go on to
-BentoML's batched endpoint.
+BentoML's batched endpoint — or, when no other request of that route is in flight on this worker, to the endpoint's
+unbatched twin ``/<route>_unbatched`` (internal: 404 from outside), since the batcher would hold a lone request
+for a batch that never fills.
 """
 
 from __future__ import annotations
