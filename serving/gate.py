@@ -40,14 +40,13 @@ import anyio
 from pydantic import BaseModel, ValidationError
 
 from serving.registry import ModelRegistry
+from serving.schemas import UNBATCHED_SUFFIX
 from serving.ui import MODELS_PATH, UI_PATHS, describe_models, patch_openapi, ui_page
 
 Scope = dict[str, Any]
 logger = logging.getLogger("bentoml.bilstm")
 DOCS_PAGE = Path(__file__).parent / "assets" / "docs.html"
 DOCS_PATHS = ("/", "/docs", "/docs/")
-UNBATCHED_SUFFIX = "_unbatched"
-"""``/classify_unbatched`` etc.: the same endpoint without adaptive batching (serving/service.py), internal."""
 JSON_TYPES = ("application/json", "text/json")
 UNUSABLE_STRING = ("the text contains an unpaired UTF-16 surrogate (such as \\ud800): it is not valid Unicode; "
                    "send valid Unicode text")
@@ -76,8 +75,7 @@ class RequestGate:
         if scope.get("method") in ("GET", "HEAD") and await self._serve_page(path, scope, receive, send):
             return
         if path.endswith(UNBATCHED_SUFFIX):  # internal routes: reached only through the gate's own rewrite
-            await _send_json(send, 404, {"error": f"no route {path!r}; the API answers POST "
-                                                  f"{', '.join(sorted(self.routes))}"}, {})
+            await _send_json(send, 404, {"error": _no_route(path, self.routes)}, {})
             return
         route = self.routes.get(path)
         if route is None or scope.get("method") != "POST":
@@ -264,8 +262,7 @@ def _json_errors(scope: Scope, send: Any, routes: dict[str, Any]) -> Any:
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             status, method, path = held["start"]["status"], scope.get("method", ""), scope.get("path", "")
             if status == 404:
-                error = (f"no route {path!r}; the API answers POST {', '.join(sorted(routes))}, GET /readyz, "
-                         "/livez, /models, /metrics, /docs.json, the OpenAPI UI at /docs and the web page at /ui")
+                error = _no_route(path, routes)
                 headers = {}
             else:
                 error = f"{path} does not take {method}; use {held['allow'] or 'another method'}"
@@ -273,6 +270,11 @@ def _json_errors(scope: Scope, send: Any, routes: dict[str, Any]) -> Any:
             await _send_json(send, status, {"error": error}, headers)
 
     return send_json_errors
+
+
+def _no_route(path: str, routes: dict[str, Any]) -> str:
+    return (f"no route {path!r}; the API answers POST {', '.join(sorted(routes))}, GET /readyz, /livez, /models, "
+            "/metrics, /docs.json, the OpenAPI UI at /docs and the web page at /ui")
 
 
 def _patched_schema(send: Any) -> Any:

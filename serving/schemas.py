@@ -82,6 +82,10 @@ def _usable_prompt(prompt: str) -> str:
     return prompt
 
 
+UNBATCHED_SUFFIX = "_unbatched"
+"""``/classify_unbatched`` etc.: each model route's twin without adaptive batching (serving/service.py); internal:
+the request gate sends a lone request there and answers 404 to anyone else."""
+
 HTTP_HIDDEN = {"Translation": ("attention", "source_tokens", "target_tokens")}
 """Result fields the JSON routes do not carry (the Predictor fills them only when asked)."""
 

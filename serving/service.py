@@ -25,9 +25,9 @@ from bentoml.exceptions import UnprocessableEntity
 from bentoml.models import BentoModel
 from bentoml.validators import ContentType
 
-from serving.gate import UNBATCHED_SUFFIX, RequestGate
+from serving.gate import RequestGate
 from serving.registry import ModelRegistry, resolve_sources
-from serving.schemas import model_routes, result_model
+from serving.schemas import UNBATCHED_SUFFIX, model_routes, result_model
 from serving.settings import ServeSettings
 from toolkit.registry import TASKS, load_piece
 

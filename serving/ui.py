@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from serving.schemas import UNBATCHED_SUFFIX
 from toolkit.registry import TASKS
 
 if TYPE_CHECKING:
@@ -65,13 +66,14 @@ def patch_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     ``/translate`` takes ``"attention": true``; its answers then carry ``attention``, ``source_tokens`` and
     ``target_tokens``.
     """
+    paths = schema.get("paths", {})
+    for path in [path for path in paths if path.endswith(UNBATCHED_SUFFIX)]:
+        del paths[path]  # internal twins of the model routes
     try:
         operation = schema["paths"]["/translate"]["post"]
         body = operation["requestBody"]["content"]["application/json"]
     except (KeyError, TypeError):
         return schema
-    for path in [path for path in schema.get("paths", {}) if path.endswith("_unbatched")]:
-        del schema["paths"][path]  # internal twins of the model routes (serving/gate.py)
     request = _resolve(schema, body.get("schema", {}))
     properties = dict(request.get("properties", {}))
     properties["attention"] = ATTENTION_FIELD

@@ -61,12 +61,18 @@ def textcat_model_dir(textcat_run: Path) -> Path:
 @pytest.fixture(scope="session")
 def onnx_model_dir(textcat_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the sample classifier with `bilstm export --onnx --int8` applied (checked parity < 1e-4)."""
-    target = tmp_path_factory.mktemp("onnx") / "model"
-    shutil.copytree(textcat_model_dir, target)
+    target, backends = exported_copy(textcat_model_dir, tmp_path_factory, "onnx")
+    assert backends["onnx"]["max_abs_output_diff"] < 1e-4
+    return target
+
+
+def exported_copy(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Path, dict]:
+    """A copy of ``model_dir`` with `bilstm export --onnx --int8` applied; the ``backends`` the command printed."""
+    target = tmp_path_factory.mktemp(name) / "model"
+    shutil.copytree(model_dir, target)
     result = run_bilstm("export", str(target), "--onnx", "--int8")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout)["backends"]["onnx"]["max_abs_output_diff"] < 1e-4
-    return target
+    return target, json.loads(result.stdout)["backends"]
 
 
 @pytest.fixture(scope="session")

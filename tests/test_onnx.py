@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import SAMPLES, run_bilstm
+from tests.conftest import SAMPLES, exported_copy, run_bilstm
 from toolkit import Predictor
 from toolkit.errors import ConfigError, ModelDirError
 
@@ -147,11 +147,7 @@ def test_the_batch_job_and_the_spacy_component_take_the_backend(exported, tmp_pa
 
 @pytest.fixture(scope="module")
 def exported_tagger(ner_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("onnx_ner") / "model"
-    shutil.copytree(ner_model_dir, target)
-    result = run_bilstm("export", str(target), "--onnx", "--int8")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return target
+    return exported_copy(ner_model_dir, tmp_path_factory, "onnx_ner")[0]
 
 
 def conll_sentences() -> list[list[str]]:
@@ -219,11 +215,7 @@ def test_tagger_int8_and_the_spacy_component(exported_tagger):
 
 @pytest.fixture(scope="module")
 def exported_translator(translate_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("onnx_translate") / "model"
-    shutil.copytree(translate_model_dir, target)
-    result = run_bilstm("export", str(target), "--onnx", "--int8")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return target
+    return exported_copy(translate_model_dir, tmp_path_factory, "onnx_translate")[0]
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])

@@ -101,14 +101,20 @@ def _tagger_recipe(predictor: Any) -> ExportRecipe:
 
 RECIPES: dict[str, Callable[[Any], ExportRecipe]] = {"classify": _classifier_recipe, "tag": _tagger_recipe}
 """The one-graph exports; the translator's two graphs are toolkit/onnx_seq2seq.py's. lm runs on torch."""
-EXPORTED_TASKS = (*RECIPES, "translate")
+
+
+def exported_tasks() -> list[str]:
+    """The tasks whose predictor class says its network can be swapped for an ONNX export."""
+    from toolkit.registry import TASKS, load_piece
+
+    return [task for task, entry in TASKS.items() if load_piece(entry.predictor).has_onnx_export]
 
 
 def _check_exportable(predictor: Any) -> None:
     from toolkit.nn.encoder import FUSED_CELLS
 
-    if not predictor.has_onnx_export or predictor.task not in EXPORTED_TASKS:
-        raise ConfigError(f"ONNX export covers {', '.join(EXPORTED_TASKS)} models for now, not {predictor.task!r}: "
+    if not predictor.has_onnx_export:
+        raise ConfigError(f"ONNX export covers {', '.join(exported_tasks())} models for now, not {predictor.task!r}: "
                           "this model runs on the torch backend")
     network = predictor.config.network
     encoder = network.encoder

@@ -7,12 +7,15 @@ results) is the same code for both backends. The file is read through meta.json'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from toolkit.errors import ConfigError, ModelDirError
 from toolkit.nn.decoder import DecoderState, Memory
+from toolkit.nn.seq2seq import Seq2SeqNet
 
 BACKENDS = ("torch", "onnx")
 
@@ -78,12 +81,9 @@ class OnnxTranslatorNet:
     """
 
     def __init__(self, encoder: OnnxNet, step: OnnxNet, torch_net: torch.nn.Module, state: list[str]) -> None:
-        from toolkit.nn.seq2seq import Seq2SeqNet
-
         self.encoder_graph, self.step_graph, self.state = encoder, step, state
         self.bos, self.eos, self.banned = torch_net.bos, torch_net.eos, torch_net.banned
         self.decoder = self  # the search calls net.decoder.step
-        self._translate = Seq2SeqNet.translate
 
     def encode(self, source: torch.Tensor, lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         values, keys, mask, *state = self.encoder_graph.run(source, lengths)
@@ -102,7 +102,7 @@ class OnnxTranslatorNet:
     def translate(self, source: torch.Tensor, lengths: torch.Tensor, decoding: object,
                   return_attention: bool = False) -> list:
         with torch.inference_mode():
-            return self._translate(self, source, lengths, decoding, return_attention=return_attention)
+            return Seq2SeqNet.translate(self, source, lengths, decoding, return_attention=return_attention)
 
     def eval(self) -> OnnxTranslatorNet:
         return self
@@ -111,13 +111,8 @@ class OnnxTranslatorNet:
 def onnx_translator(predictor: object, int8: bool, threads: int) -> OnnxTranslatorNet:
     """The translator's graphs from its model directory's ``onnx`` (or ``onnx-int8``) backend entry."""
     model_dir = predictor.model_dir  # type: ignore[attr-defined]
-    key = "onnx-int8" if int8 else "onnx"
-    entry = model_dir.meta.backends.get(key)
-    files = entry.get("files") if isinstance(entry, dict) else None
-    if not isinstance(files, dict) or set(files) != {"encoder", "decoder_step"}:
-        flag = " --int8" if int8 else ""
-        raise ModelDirError(f"{model_dir.path} has no {key} export of its translator; add one with "
-                            f"`bilstm export {model_dir.path} --onnx{flag}`")
+    files = _export_entry(model_dir, int8, "files", lambda files: isinstance(files, dict)
+                          and set(files) == {"encoder", "decoder_step"})
     state = model_dir.meta.backends["onnx"].get("state", ["hidden"])
     return OnnxTranslatorNet(OnnxNet(model_dir.file(files["encoder"]), threads),
                              OnnxNet(model_dir.file(files["decoder_step"]), threads), predictor.net, state)
@@ -126,10 +121,16 @@ def onnx_translator(predictor: object, int8: bool, threads: int) -> OnnxTranslat
 def onnx_net(predictor: object, int8: bool, threads: int) -> OnnxNet:
     """The :class:`OnnxNet` of ``predictor``'s model directory (fp32 ``onnx`` or ``onnx-int8`` backend entry)."""
     model_dir = predictor.model_dir  # type: ignore[attr-defined]
+    return OnnxNet(model_dir.file(_export_entry(model_dir, int8, "file", lambda name: isinstance(name, str))),
+                   threads)
+
+
+def _export_entry(model_dir: object, int8: bool, field: str, valid: Callable[[object], bool]) -> Any:
+    """``field`` of meta.json's ``onnx`` (or ``onnx-int8``) backend entry; a clear error when there is none."""
     key = "onnx-int8" if int8 else "onnx"
-    entry = model_dir.meta.backends.get(key)
-    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+    entry = model_dir.meta.backends.get(key)  # type: ignore[attr-defined]
+    if not isinstance(entry, dict) or not valid(entry.get(field)):
         flag = " --int8" if int8 else ""
-        raise ModelDirError(f"{model_dir.path} has no {key} export; add one with "
-                            f"`bilstm export {model_dir.path} --onnx{flag}`")
-    return OnnxNet(model_dir.file(entry["file"]), threads)
+        raise ModelDirError(f"{model_dir.path} has no {key} export; add one with "  # type: ignore[attr-defined]
+                            f"`bilstm export {model_dir.path} --onnx{flag}`")  # type: ignore[attr-defined]
+    return entry[field]

@@ -23,8 +23,8 @@ from toolkit.version import __version__
 DEFAULT_MAX_EXAMPLES = 20
 """Rows of the example tables (mistakes, error sentences, sample translations, least likely texts)."""
 
-TASK_REPORTS = {task: f"toolkit.report.{task}" for task in ("classify", "tag", "translate", "lm")}
-"""The module that writes each task's part of the report (``build(context) -> TaskReport``)."""
+TASK_REPORT_MODULE = "toolkit.report.{task}"
+"""The module that writes each task's part of the report (``build(context) -> TaskReport``), per task name."""
 
 
 @dataclass
@@ -108,7 +108,7 @@ def model_report(model_dir: str | Path, data_file: str | Path, out: str | Path, 
         options["batch_size"] = batch_size
     metrics = predictor.evaluate(data_path, **options)
     context = ReportContext(predictor, data_path, metrics, options, max_examples)
-    part: TaskReport = importlib.import_module(TASK_REPORTS[predictor.task]).build(context)
+    part: TaskReport = importlib.import_module(TASK_REPORT_MODULE.format(task=predictor.task)).build(context)
     meta = predictor.meta.to_json()
     digest, created = file_sha256(data_path), datetime.now(timezone.utc).isoformat(timespec="seconds")
     title = f"bilstm report: {predictor.task} model {model_path}"
