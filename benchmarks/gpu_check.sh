@@ -115,6 +115,7 @@ service() {
   local pid=$! ok=""
   for _ in $(seq 1 120); do
     if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then ok=yes; break; fi
+    kill -0 "$pid" 2>/dev/null || break  # the server exited: no point waiting out the two minutes
     sleep 1
   done
   local answer=""

@@ -5,7 +5,7 @@
 Wheels of packages listed in PRESENT_FILE (the device image's packages, ``name`` or ``name==version``) are deleted:
 the device's own copy is used; so are wheels no ROOT package needs through carried wheels (pip downloads the
 dependencies of present packages too). Every remaining wheel's ``Requires-Dist`` (markers evaluated for CPython 3.12 on
-Linux x86-64, no extras) must then be met by a carried wheel or a present package (its version checked when the
+Linux x86-64, with the extras a root or a carried requirement names, e.g. ``jsonargparse[signatures]``) must then be met by a carried wheel or a present package (its version checked when the
 file gives one). Exit status 1, with the list, when something is unmet or two versions of one package are carried.
 """
 
@@ -34,7 +34,8 @@ def read_present(path: Path) -> dict[str, Version | None]:
     return present
 
 
-def requirements(wheel: Path) -> list[Requirement]:
+def requirements(wheel: Path, extras: set[str] = frozenset()) -> list[Requirement]:
+    """The wheel's ``Requires-Dist`` that apply on the device, those of the named ``extras`` included."""
     with zipfile.ZipFile(wheel) as archive:
         metadata = next(name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
         lines = archive.read(metadata).decode("utf-8").splitlines()
@@ -42,14 +43,19 @@ def requirements(wheel: Path) -> list[Requirement]:
     for line in lines:
         if line.startswith("Requires-Dist:"):
             requirement = Requirement(line.split(":", 1)[1].strip())
-            if requirement.marker is None or requirement.marker.evaluate(DEVICE):
+            if requirement.marker is None or any(requirement.marker.evaluate({**DEVICE, "extra": extra})
+                                                 for extra in {"", *extras}):
                 found.append(requirement)
     return found
 
 
 def main() -> int:
     wheel_dir, present = Path(sys.argv[1]), read_present(Path(sys.argv[2]))
-    roots = [canonicalize_name(Requirement(root).name) for root in sys.argv[3:]]
+    root_requirements = [Requirement(root) for root in sys.argv[3:]]
+    roots = [canonicalize_name(root.name) for root in root_requirements]
+    extras: dict[str, set[str]] = {}  # the extras asked of each package, by a root or through a requirement
+    for root in root_requirements:
+        extras.setdefault(canonicalize_name(root.name), set()).update(root.extras)
     carried: dict[str, tuple[Version, Path]] = {}
     problems = []
     for wheel in sorted(wheel_dir.glob("*.whl")):
@@ -65,12 +71,15 @@ def main() -> int:
         name = queue.pop()
         if name not in needed:
             needed.add(name)
-            queue += [canonicalize_name(r.name) for r in requirements(carried[name][1])
-                      if canonicalize_name(r.name) in carried]
+            for requirement in requirements(carried[name][1], extras.get(name, set())):
+                wanted = canonicalize_name(requirement.name)
+                extras.setdefault(wanted, set()).update(requirement.extras)
+                if wanted in carried:
+                    queue.append(wanted)
     for name in set(carried) - needed:
         carried.pop(name)[1].unlink()
     for name, (_, wheel) in sorted(carried.items()):
-        for requirement in requirements(wheel):
+        for requirement in requirements(wheel, extras.get(name, set())):
             wanted = canonicalize_name(requirement.name)
             if wanted in carried:
                 if not requirement.specifier.contains(carried[wanted][0], prereleases=True):

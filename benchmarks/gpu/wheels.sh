@@ -17,7 +17,9 @@ for tag in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 man
   PLATFORMS+=(--platform "$tag")
 done
 # What the toolkit needs beyond the device image, at this repository's pins (requirements.txt), with their deps.
-NEEDED=(spacy==3.8.18 bentoml==1.4.40 "jsonargparse[signatures]==4.53.0" uvloop==0.23.0 httptools==0.9.0)
+# jsonargparse's "signatures" extra is named by hand: pip download skipped its two needs, and LightningCLI checks them
+NEEDED=(spacy==3.8.18 bentoml==1.4.40 "jsonargparse[signatures]==4.53.0" docstring-parser==0.18.0 typeshed-client==2.15.0
+        uvloop==0.23.0 httptools==0.9.0)
 .venv/bin/python -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp "${PLATFORMS[@]}" \
   -d .whl "${NEEDED[@]}" 2>&1 | grep -v "^WARNING: Location" || true
 # seqeval is an sdist: a pure-Python wheel built here installs there

@@ -33,6 +33,18 @@ def test_char_encoders_ignore_padding(encoder):
     torch.testing.assert_close(out[0, :2], encoder(chars[:, :2, :3])[0], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("encoder", [CharCNN(20, 8, 6), CharBiLSTM(20, 8, 3)])
+def test_char_encoders_run_under_bf16_autocast(encoder):
+    # Lightning's bf16-mixed trains under autocast: the word buffer must take the encoder's dtype (a float32
+    # buffer failed the first CUDA epoch with "Index put requires the source and destination dtypes match")
+    chars = torch.tensor([[[3, 4, 5, 0], [6, 0, 0, 0], [0, 0, 0, 0]]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = encoder(chars)
+    out.float().sum().backward()
+    assert out.shape == (1, 3, encoder.output_size) and torch.all(out[0, 2] == 0)
+    assert torch.isfinite(out.float()).all()
+
+
 def test_transformer_features_pool_subwords_and_handle_long_inputs(tiny_bert):
     feats = featurizer(tiny_bert)
     encoded = feats.encode_many([["Blackburn", "visited"]])[0]

@@ -52,10 +52,11 @@ class CharBiLSTM(nn.Module):
         flat = chars.reshape(batch * time, length)
         lengths = (flat != 0).sum(1)
         words = lengths > 0
-        out = flat.new_zeros(batch * time, self.output_size, dtype=self.embed.weight.dtype)
-        if words.any():
-            chosen = flat[words]
-            used = int(lengths.max())
-            final = self.encoder(self.embed(chosen[:, :used]), lengths[words]).last_hidden[-1]  # [2, N, hidden]
-            out[words] = torch.cat([final[0], final[1]], dim=-1)
+        if not words.any():
+            return flat.new_zeros(batch, time, self.output_size, dtype=self.embed.weight.dtype)
+        used = int(lengths.max())
+        final = self.encoder(self.embed(flat[words][:, :used]), lengths[words]).last_hidden[-1]  # [2, N, hidden]
+        # the buffer takes the encoder's dtype: under autocast (bf16/fp16) that is not the embedding's
+        out = final.new_zeros(batch * time, self.output_size)
+        out[words] = torch.cat([final[0], final[1]], dim=-1)
         return out.view(batch, time, -1)
