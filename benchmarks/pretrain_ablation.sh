@@ -7,21 +7,30 @@
 # (configs/lm_imdb.yaml, configs/lm_imdb_backward.yaml). Each run's console log and metrics.csv land in
 # runs/ablation/<arm>_s<seed>/; the summary (dev accuracy per run, mean ± sd per arm) is printed at the end.
 #
+#   ulmfit_lr5e-3  the ULMFiT arm at lr 0.005 (the head; ÷2.6 per group below), against its underfitting at 0.002
+#
 #   bash benchmarks/pretrain_ablation.sh [SEEDS="42 43 44"] [ARMS="scratch lm ulmfit"] [JOBS=2]
+#   LMS=long bash benchmarks/pretrain_ablation.sh   # the 3-epoch LMs (configs/lm_imdb_long*.yaml) → runs/ablation_long
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-42 43 44}
 ARMS=${ARMS:-scratch lm ulmfit}
 JOBS=${JOBS:-2}
-OUT=runs/ablation
+case ${LMS:-short} in
+  short) OUT=runs/ablation; LM_FORWARD=runs/lm_imdb/model; LM_BACKWARD=runs/lm_imdb_backward/model ;;
+  long) OUT=runs/ablation_long; LM_FORWARD=runs/lm_imdb_long/model; LM_BACKWARD=runs/lm_imdb_long_backward/model ;;
+  *) echo "LMS must be short or long" >&2; exit 2 ;;
+esac
 mkdir -p "$OUT"
 
 one_run() {  # arm seed
   local arm=$1 seed=$2 dir=$OUT/$1_s$2 extra=()
+  local lms=(--model.init_args.init_from.forward "$LM_FORWARD" --model.init_args.init_from.backward "$LM_BACKWARD")
   case $arm in
     scratch) extra=(--model.init_args.init_from null --model.init_args.finetune null) ;;
-    lm) extra=(--model.init_args.finetune null) ;;
-    ulmfit) extra=() ;;
+    lm) extra=("${lms[@]}" --model.init_args.finetune null) ;;
+    ulmfit) extra=("${lms[@]}") ;;
+    ulmfit_lr5e-3) extra=("${lms[@]}" --model.init_args.optimizer.lr 0.005) ;;
     *) echo "unknown arm $arm" >&2; return 2 ;;
   esac
   if [ -f "$dir/done.json" ]; then return 0; fi  # resumable: a finished run is not repeated
@@ -32,7 +41,7 @@ one_run() {  # arm seed
   grep '^{"model_dir"' "$dir.log" | tail -1 > "$dir/done.json"
 }
 export -f one_run
-export OUT
+export OUT LM_FORWARD LM_BACKWARD
 for seed in $SEEDS; do for arm in $ARMS; do echo "$arm $seed"; done; done \
   | xargs -P "$JOBS" -L 1 bash -c 'one_run $0 $1 && echo "done: $0 seed $1"'
 

@@ -5,8 +5,9 @@
 Wheels of packages listed in PRESENT_FILE (the device image's packages, ``name`` or ``name==version``) are deleted:
 the device's own copy is used; so are wheels no ROOT package needs through carried wheels (pip downloads the
 dependencies of present packages too). Every remaining wheel's ``Requires-Dist`` (markers evaluated for CPython 3.12 on
-Linux x86-64, with the extras a root or a carried requirement names, e.g. ``jsonargparse[signatures]``) must then be met by a carried wheel or a present package (its version checked when the
-file gives one). Exit status 1, with the list, when something is unmet or two versions of one package are carried.
+Linux x86-64, with the extras a root or a carried requirement names, e.g. ``jsonargparse[signatures]``) must then be
+met by a carried wheel or a present package (its version checked when the file gives one). Exit status 1, with the
+list, when something is unmet or two versions of one package are carried.
 """
 
 from __future__ import annotations

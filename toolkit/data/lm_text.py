@@ -8,7 +8,10 @@ the start symbol (forward: ``<eos> w1 … wn`` predicts ``w1 … wn <eos>``).
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from toolkit.data.readers import _field, data_format, decoded_lines, read_record
 from toolkit.data.textrules import blank_controls
 from toolkit.data.vocab import EOS
 from toolkit.errors import ConfigError, DataError
+from toolkit.progress import progress
 
 SPLITS = ("whitespace", "spacy")
 LEVELS = ("word", "char")
@@ -68,6 +72,56 @@ class TextToTokens:
             self._spacy = Tokenizer(TokenizerSettings(lang=settings.lang, lowercase=settings.lowercase,
                                                       html_breaks=settings.html_breaks))
         return self._spacy.tokenize_many(texts)
+
+
+CHUNK_LINES = 1024
+_worker_tokens: TextToTokens | None = None  # one per worker process, built by _start_worker
+
+
+def _start_worker(settings: LMTokenizer) -> None:
+    global _worker_tokens
+    _worker_tokens = TextToTokens(settings)
+
+
+def _tokenise_in_worker(texts: list[str]) -> list[list[str]]:
+    return _worker_tokens(texts)
+
+
+class ChunkTokenizer:
+    """Tokenise a corpus in chunks of 1,024 lines with a progress bar, in this process or in ``workers`` processes.
+
+    The chunks come back in order, so the token lists are exactly those of one process. Worker processes are
+    spawned, not forked (a fork after CUDA or OpenMP started is unsafe), and each builds its tokenizer once.
+    Use as a context manager: the pool ends with the block.
+    """
+
+    def __init__(self, settings: LMTokenizer, workers: int = 1) -> None:
+        self.settings, self.workers = settings, workers
+        self._local = TextToTokens(settings)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> ChunkTokenizer:
+        # whitespace and character splits are str.split-fast: processes would only add pickling
+        if self.workers > 1 and self.settings.split == "spacy" and self.settings.level == "word":
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_start_worker, initargs=(self.settings,))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def __call__(self, texts: list[str], name: str) -> list[list[str]]:
+        """``texts`` → one token list per text; ``name`` labels the progress bar."""
+        chunks = [texts[start : start + CHUNK_LINES] for start in range(0, len(texts), CHUNK_LINES)]
+        done = self._pool.map(_tokenise_in_worker, chunks) if self._pool is not None else map(self._local, chunks)
+        try:
+            return [row for rows in progress(done, f"tokenising {name}", len(chunks), "chunks of 1,024 lines")
+                    for row in rows]
+        except BrokenProcessPool as error:
+            raise ConfigError(f"a tokenising worker process died ({error}); a spawned worker re-imports the main "
+                              "script, which must keep its work under `if __name__ == \"__main__\":`. Or set "
+                              "data.tokenize_workers 1 to tokenise in this process") from None
 
 
 def read_lines(path: str | Path, text_field: str = "text") -> Iterator[tuple[int, str]]:
