@@ -82,9 +82,7 @@ def test_clear_errors(exported, textcat_model_dir, lm_model_dir, tmp_path):
         Predictor.load(exported, backend="tensorrt")
     with pytest.raises(ConfigError, match="runs on the CPU"):
         Predictor.load(exported, backend="onnx", device="cuda")
-    result = run_bilstm("export", str(lm_model_dir), "--onnx")
-    assert result.returncode == 2 and "not 'lm'" in result.stderr and "Traceback" not in result.stderr
-    with pytest.raises(ConfigError, match="classifiers, taggers and translators"):
+    with pytest.raises(ModelDirError, match=r"bilstm export .* --onnx"):
         Predictor.load(lm_model_dir, backend="onnx")
     broken = tmp_path / "broken"
     shutil.copytree(exported, broken)
@@ -98,7 +96,7 @@ def test_clear_errors(exported, textcat_model_dir, lm_model_dir, tmp_path):
 
 
 @pytest.mark.parametrize(("task", "cell", "padding", "extra", "words"), [
-    ("lm", "lstm", "reverse", {}, "not 'lm'"), ("classify", "mut1", "reverse", {}, "fused cells"),
+    ("lm", "sru", "reverse", {}, "fused cells"), ("classify", "mut1", "reverse", {}, "fused cells"),
     ("classify", "lstm", "packed", {}, "padding"), ("tag", "gru", "reverse", {"chars": "lstm"}, "character BiLSTM"),
     ("tag", "lstm", "reverse", {"chars": "cnn", "transformer": True}, "transformer features"),
 ])
@@ -111,7 +109,7 @@ def test_what_does_not_export_is_refused_before_any_work(task, cell, padding, ex
     encoder = EncoderConfig(cell=cell, padding=padding)
     network = SimpleNamespace(encoder=encoder, chars=extra.get("chars", "none"))
     with pytest.raises(ConfigError, match=words):
-        _check_exportable(SimpleNamespace(task=task, has_onnx_export=task in ("classify", "tag", "translate"),
+        _check_exportable(SimpleNamespace(task=task, has_onnx_export=True,
                                           config=SimpleNamespace(network=network,
                                                                  transformer=extra.get("transformer", False))))
 
@@ -271,3 +269,52 @@ def test_translator_with_a_deeper_encoder_and_a_gru_decoder_exports(tmp_path):
     want = [r.translation for r in Predictor.load(tmp_path / "model", device="cpu").predict(sources, beam_size=2)]
     got = [r.translation for r in Predictor.load(tmp_path / "model", backend="onnx").predict(sources, beam_size=2)]
     assert got == want
+
+
+# ---- the language model: one graph with the recurrent state as input and output -------------------------------
+
+@pytest.fixture(scope="module")
+def exported_lm(lm_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return exported_copy(lm_model_dir, tmp_path_factory, "onnx_lm")[0]
+
+
+def test_lm_export_scores_evaluates_and_samples_like_torch(exported_lm):
+    meta = json.loads((exported_lm / "meta.json").read_text())
+    assert meta["backends"]["onnx"]["inputs"] == ["ids", "lengths", "hidden", "cell"]
+    assert meta["backends"]["onnx"]["state_outputs"] == ["new_hidden", "new_cell"]
+    texts = (SAMPLES / "lm" / "dev.txt").read_text().splitlines()[:40]
+    torch_backend = Predictor.load(exported_lm, device="cpu")
+    onnx_backend = Predictor.load(exported_lm, backend="onnx")
+    for mine, theirs in zip(onnx_backend.score(texts), torch_backend.score(texts), strict=True):
+        assert mine.tokens == theirs.tokens
+        assert mine.token_log_probs == pytest.approx(theirs.token_log_probs, abs=1e-4)  # mixed lengths, padded
+    # the state carried from window to window (bptt 7: many windows) and from batch column to column
+    options = {"batch_size": 3, "bptt": 7}
+    mine = onnx_backend.evaluate(SAMPLES / "lm" / "dev.txt", **options)
+    theirs = torch_backend.evaluate(SAMPLES / "lm" / "dev.txt", **options)
+    assert mine["tokens"] == theirs["tokens"] and mine["perplexity"] == pytest.approx(theirs["perplexity"], rel=1e-5)
+    prompts = ["the", "", "a new"]  # one token at a time through the graph, prompts of different lengths
+    sampled = {name: [g.text for g in backend.generate(prompts, max_tokens=12, top_k=5, seed=7)]
+               for name, backend in (("onnx", onnx_backend), ("torch", torch_backend))}
+    assert sampled["onnx"] == sampled["torch"] and any(sampled["onnx"])
+
+
+def test_lm_int8_runs_and_stays_close(exported_lm):
+    texts = (SAMPLES / "lm" / "dev.txt").read_text().splitlines()[:40]
+    int8 = Predictor.load(exported_lm, backend="onnx", quantize=True)
+    assert int8.net.graph.path.name == "model.int8.onnx"
+    fp32 = Predictor.load(exported_lm, backend="onnx")
+    ratios = [a.perplexity / b.perplexity for a, b in zip(int8.score(texts), fp32.score(texts), strict=True)]
+    assert 0.8 < sum(ratios) / len(ratios) < 1.25  # int8 weights: close, not equal
+
+
+def test_the_spacy_lm_component_takes_the_backend(exported_lm):
+    import spacy
+
+    texts = (SAMPLES / "lm" / "dev.txt").read_text().splitlines()[:10]
+    perplexities = {}
+    for backend in ("torch", "onnx"):
+        nlp = spacy.blank("en")
+        nlp.add_pipe("bilstm_lm", config={"model": str(exported_lm), "backend": backend, "device": "cpu"})
+        perplexities[backend] = [doc._.perplexity for doc in nlp.pipe(texts)]
+    assert perplexities["onnx"] == pytest.approx(perplexities["torch"], rel=1e-4)

@@ -9,10 +9,11 @@ export the ONNX model is run at several lengths against torch and refused unless
 weights). Both files are listed and checksummed in meta.json (``files``), and ``backends`` says what they are.
 
 Covered, with the fused cells (``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru``): the classifier (the whole network:
-ids, lengths → logits) and the tagger (words, casing, character CNN, lengths → tag scores; the CRF decodes the scores
-in torch). Translation, language models, taggers with transformer features or a character BiLSTM, and the other
-cells run on torch; asking for them is a clear error. The translator's two graphs (encoder, one decoder step) are
-toolkit/onnx_seq2seq.py's.
+ids, lengths → logits), the tagger (words, casing, character CNN, lengths → tag scores; the CRF decodes the scores
+in torch) and the language model (ids, lengths, recurrent state → log-probabilities and the new state: scoring and
+corpus perplexity run it over whole texts and windows, sampling one token at a time with the state carried).
+Taggers with transformer features or a character BiLSTM, and the other cells, run on torch; asking for them is a
+clear error. The translator's two graphs (encoder, one decoder step) are toolkit/onnx_seq2seq.py's.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class ExportRecipe:
     dynamic_axes: dict[str, dict[int, str]]
     make_inputs: Callable[[int, int, tuple[int, ...], int], tuple[torch.Tensor, ...]]
     """``(batch, time, lengths, seed)`` → the module's inputs: random ids, right-padded, with those lengths."""
-    output_name: str
+    output_names: tuple[str, ...]
+    """The first is ``[batch, …]`` per text or ``[batch, time, …]`` per token; any others are recurrent state
+    ``[layers, batch, hidden]``, meaningful only for the texts that fill the time axis."""
 
 
 def _classifier_recipe(predictor: Any) -> ExportRecipe:
@@ -58,7 +61,7 @@ def _classifier_recipe(predictor: Any) -> ExportRecipe:
 
     return ExportRecipe(predictor.net.eval(), ("ids", "lengths"),
                         {"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "logits": {0: "batch"}},
-                        make_inputs, "logits")
+                        make_inputs, ("logits",))
 
 
 class _TaggerScores(torch.nn.Module):
@@ -96,11 +99,52 @@ def _tagger_recipe(predictor: Any) -> ExportRecipe:
             "chars": {0: "batch", 1: "time", 2: "word_length"}, "lengths": {0: "batch"},
             "scores": {0: "batch", 1: "time"}}
     return ExportRecipe(_TaggerScores(net, keys).eval(), keys, {key: axes[key] for key in (*keys, "scores")},
-                        make_inputs, "scores")
+                        make_inputs, ("scores",))
 
 
-RECIPES: dict[str, Callable[[Any], ExportRecipe]] = {"classify": _classifier_recipe, "tag": _tagger_recipe}
-"""The one-graph exports; the translator's two graphs are toolkit/onnx_seq2seq.py's. lm runs on torch."""
+class _LanguageModelGraph(torch.nn.Module):
+    """``LanguageModelNet`` with plain tensors: (ids, lengths, state…) → (log-probabilities, new state…).
+
+    The graph ends in log-probabilities (``log_softmax`` of the logits; the adaptive softmax's own), so ONNX Runtime
+    does the softmax too; the predictor's ``log_softmax`` of them changes nothing.
+    """
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        output = self.net(ids, tuple(state), lengths)
+        return torch.log_softmax(self.net.logits(output.hidden).float(), dim=-1), *output.state
+
+
+def lm_state_names(cell: str) -> tuple[str, ...]:
+    """The recurrent state a language model's graph takes and returns, in order (an LSTM has a cell state too)."""
+    return ("hidden", "cell") if cell == "lstm" else ("hidden",)
+
+
+def _lm_recipe(predictor: Any) -> ExportRecipe:
+    """``ids [B, T]``, ``lengths [B]``, state ``[L, B, H]`` each → ``log_probs [B, T, V]``, new state."""
+    net = predictor.net.eval()
+    encoder = net.config.encoder
+    state = lm_state_names(encoder.cell)
+
+    def make_inputs(batch: int, steps: int, lengths: tuple[int, ...], seed: int) -> tuple[torch.Tensor, ...]:
+        generator = torch.Generator().manual_seed(seed)
+        ids = random_ids(batch, steps, lengths, net.vocab_size, generator)
+        carried = [0.5 * torch.randn(encoder.num_layers, batch, encoder.hidden_size, generator=generator)
+                   for _ in state]  # a state carried from earlier text, not zeros
+        return ids, torch.tensor(lengths), *carried
+
+    axes = {"ids": {0: "batch", 1: "time"}, "lengths": {0: "batch"}, "log_probs": {0: "batch", 1: "time"},
+            **{name: {1: "batch"} for name in state}, **{f"new_{name}": {1: "batch"} for name in state}}
+    return ExportRecipe(_LanguageModelGraph(net).eval(), ("ids", "lengths", *state), axes, make_inputs,
+                        ("log_probs", *(f"new_{name}" for name in state)))
+
+
+RECIPES: dict[str, Callable[[Any], ExportRecipe]] = {"classify": _classifier_recipe, "tag": _tagger_recipe,
+                                                     "lm": _lm_recipe}
+"""The one-graph exports; the translator's two graphs are toolkit/onnx_seq2seq.py's."""
 
 
 def exported_tasks() -> list[str]:
@@ -161,7 +205,7 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
         with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated in favour of dynamo
             warnings.simplefilter("ignore")
             torch.onnx.export(recipe.module, recipe.make_inputs(2, 7, (7, 3), 0), str(onnx_path), dynamo=False,
-                              input_names=list(recipe.input_names), output_names=[recipe.output_name],
+                              input_names=list(recipe.input_names), output_names=list(recipe.output_names),
                               opset_version=OPSET, dynamic_axes=recipe.dynamic_axes)
         largest = _parity(recipe, onnx_path)
         if largest > PARITY_TOLERANCE:
@@ -169,7 +213,9 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
                               f"{PARITY_TOLERANCE:.0e}); nothing was written: this model runs on the torch backend")
         files = {ONNX_FILE: onnx_path}
         backends = {"onnx": {"file": ONNX_FILE, "opset": OPSET, "exporter": "torch.onnx.export(dynamo=False)",
-                             "inputs": list(recipe.input_names), "output": recipe.output_name,
+                             "inputs": list(recipe.input_names), "output": recipe.output_names[0],
+                             **({"state_outputs": list(recipe.output_names[1:])} if len(recipe.output_names) > 1
+                                else {}),
                              "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
                              "max_abs_output_diff": float(f"{largest:.3g}")}}
         if int8:
@@ -193,15 +239,19 @@ def _parity(recipe: ExportRecipe, onnx_path: Path) -> float:
     with torch.inference_mode():
         for seed, (batch, steps, lengths) in enumerate(PARITY_SHAPES):
             inputs = recipe.make_inputs(batch, steps, lengths, seed)
-            expected = recipe.module(*inputs).numpy()
+            expected = recipe.module(*inputs)
+            expected = [item.numpy() for item in (expected if isinstance(expected, tuple) else (expected,))]
             got = session.run(None, {name: tensor.numpy() for name, tensor in zip(recipe.input_names, inputs,
-                                                                                   strict=True)})[0]
-            if got.shape != expected.shape:
+                                                                                   strict=True)})
+            if [item.shape for item in got] != [item.shape for item in expected]:
                 return float("inf")
-            # padded positions of a tagger's scores are never read (the CRF masks them): compare real tokens
             for row, length in enumerate(lengths):
-                real = (row, slice(0, length)) if expected.ndim == 3 else (row,)
-                largest = max(largest, float(abs(got[real] - expected[real]).max()))
+                # padded positions of per-token outputs are never read (the CRF masks them, scoring skips them)
+                real = (row, slice(0, length)) if expected[0].ndim == 3 else (row,)
+                largest = max(largest, float(abs(got[0][real] - expected[0][real]).max()))
+                if length == steps:  # a state is read on only after text that fills the window
+                    for want, have in zip(expected[1:], got[1:], strict=True):
+                        largest = max(largest, float(abs(have[:, row] - want[:, row]).max()))
     return largest
 
 

@@ -45,8 +45,8 @@ class ModelDirPipe(Pipe):
             max_chars: longest doc text the model takes (None = the Predictor's default, 20,000 characters);
                 a longer doc raises :class:`~toolkit.errors.InputError` naming it, unless ``truncate``.
             truncate: annotate only the start of a longer doc (the part up to ``max_chars``).
-            backend: ``"torch"`` or ``"onnx"`` (the directory's ``model.onnx`` on ONNX Runtime: classifiers,
-                taggers).
+            backend: ``"torch"`` or ``"onnx"`` (the directory's ONNX export on ONNX Runtime: ``bilstm export DIR
+                --onnx``).
 
         Raises:
             ModelDirError: no ``model`` given, or it exists but is not a valid model directory of this task.

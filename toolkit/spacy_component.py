@@ -202,9 +202,9 @@ class BilstmLanguageModel(ModelDirPipe):
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 32,
                  device: str | None = None, extension: str = "perplexity", max_chars: int | None = None,
-                 truncate: bool = False) -> None:
+                 truncate: bool = False, backend: str = "torch") -> None:
         super().__init__(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
-                         truncate=truncate)
+                         truncate=truncate, backend=backend)
         self.extension = extension
         register_doc_extension(extension, name, self.factory)
 
@@ -293,14 +293,14 @@ def make_translate(nlp: Language, name: str, model: str | None, batch_size: int,
 @Language.factory(
     "bilstm_lm",
     default_config={"model": None, "batch_size": 32, "device": None, "extension": "perplexity", "max_chars": None,
-                    "truncate": False},
+                    "truncate": False, "backend": "torch"},
     assigns=["doc._.perplexity"],
 )
 def make_lm(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None, extension: str,
-            max_chars: int | None, truncate: bool) -> BilstmLanguageModel:
-    """A language model from an ``lm`` model directory; sets ``doc._.perplexity``."""
+            max_chars: int | None, truncate: bool, backend: str) -> BilstmLanguageModel:
+    """A language model from an ``lm`` model directory; sets ``doc._.perplexity`` (``backend``: torch or onnx)."""
     return BilstmLanguageModel(nlp, name, model, batch_size=batch_size, device=device, extension=extension,
-                               max_chars=max_chars, truncate=truncate)
+                               max_chars=max_chars, truncate=truncate, backend=backend)
 
 
 for _factory in (make_textcat, make_ner, make_translate, make_lm):

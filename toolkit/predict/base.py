@@ -131,8 +131,7 @@ class TaskPredictor:
         from toolkit.predict.onnx_backend import onnx_net
 
         if not self.has_onnx_export:
-            raise ConfigError(f"backend='onnx' covers classifiers, taggers and translators for now, not "
-                              f"{self.task!r} models: use the torch backend")
+            raise ConfigError(f"backend='onnx' does not cover {self.task!r} models: use the torch backend")
         self.net = onnx_net(self, int8, threads)
 
     @property

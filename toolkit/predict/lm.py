@@ -119,6 +119,16 @@ class LMPredictor(TaskPredictor):
         self.eos = self.vocab.index["<eos>"]
         self.net = SPEC.load_net(opened.model_dir, opened.config).to(device)
 
+    has_onnx_export = True
+
+    def use_onnx(self, int8: bool, threads: int) -> None:
+        """The network from ONNX Runtime (``model.onnx``): scoring, perplexity and sampling drive it unchanged."""
+        from toolkit.predict.onnx_backend import OnnxLanguageModelNet
+
+        torch_net = self.net
+        super().use_onnx(int8, threads)
+        self.net = OnnxLanguageModelNet(self.net, torch_net)
+
     def _ids(self, tokens: list[str]) -> list[int]:
         return self.vocab.encode(tokens[::-1] if self.backward else tokens)
 

@@ -15,6 +15,7 @@ import torch
 
 from toolkit.errors import ConfigError, ModelDirError
 from toolkit.nn.decoder import DecoderState, Memory
+from toolkit.nn.lm import LMOutput
 from toolkit.nn.seq2seq import Seq2SeqNet
 
 BACKENDS = ("torch", "onnx")
@@ -69,6 +70,43 @@ class OnnxTaggerNet:
         return self.torch_net.decode(scores, batch, with_marginals=with_marginals)
 
     def eval(self) -> OnnxTaggerNet:
+        return self
+
+
+class OnnxLanguageModelNet:
+    """A language model's graph (ids, lengths, state → log-probabilities, new state) behind ``LanguageModelNet``'s
+    interface, so that scoring, corpus perplexity and sampling (``LMPredictor``) are the same code on both backends.
+
+    The graph ends in log-probabilities, which ride in :class:`LMOutput`'s ``hidden``; :meth:`logits` passes them
+    through (the predictor's ``log_softmax`` of log-probabilities gives them back). A missing state is zeros.
+    """
+
+    def __init__(self, graph: OnnxNet, torch_net: torch.nn.Module) -> None:
+        encoder = torch_net.config.encoder
+        self.graph = graph
+        self.state_parts = 2 if encoder.cell == "lstm" else 1
+        self.layers, self.hidden_size = encoder.num_layers, encoder.hidden_size
+
+    def __call__(self, ids: torch.Tensor, state: tuple[torch.Tensor, ...] | None = None,
+                 lengths: torch.Tensor | None = None) -> LMOutput:
+        batch, steps = ids.shape
+        if lengths is None:
+            lengths = torch.full((batch,), steps, dtype=torch.long)
+        if state is None:
+            state = tuple(torch.zeros(self.layers, batch, self.hidden_size) for _ in range(self.state_parts))
+        log_probs, *new = self.graph.run(ids, lengths, *state)
+        return LMOutput(log_probs, tuple(new))
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden
+
+    def step(self, ids: torch.Tensor, state: tuple[torch.Tensor, ...] | None
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One token per row: ``ids [batch]`` → (log-probabilities ``[batch, vocab]``, new state)."""
+        output = self(ids.unsqueeze(1), state)
+        return output.hidden[:, -1], output.state
+
+    def eval(self) -> OnnxLanguageModelNet:
         return self
 
 
