@@ -8,6 +8,7 @@
 # runs/ablation/<arm>_s<seed>/; the summary (dev accuracy per run, mean ± sd per arm) is printed at the end.
 #
 #   ulmfit_lr5e-3  the ULMFiT arm at lr 0.005 (the head; ÷2.6 per group below), against its underfitting at 0.002
+#   lm_3ep         the lm arm with 3 epochs instead of 2 (the schedule stretched over them)
 #
 #   bash benchmarks/pretrain_ablation.sh [SEEDS="42 43 44"] [ARMS="scratch lm ulmfit"] [JOBS=2]
 #   LMS=long bash benchmarks/pretrain_ablation.sh   # the 3-epoch LMs (configs/lm_imdb_long*.yaml) → runs/ablation_long
@@ -31,6 +32,7 @@ one_run() {  # arm seed
     lm) extra=("${lms[@]}" --model.init_args.finetune null) ;;
     ulmfit) extra=("${lms[@]}") ;;
     ulmfit_lr5e-3) extra=("${lms[@]}" --model.init_args.optimizer.lr 0.005) ;;
+    lm_3ep) extra=("${lms[@]}" --model.init_args.finetune null --trainer.max_epochs 3) ;;
     *) echo "unknown arm $arm" >&2; return 2 ;;
   esac
   if [ -f "$dir/done.json" ]; then return 0; fi  # resumable: a finished run is not repeated
