@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 
@@ -120,6 +121,8 @@ def test_registry_loads_and_predicts(textcat_model_dir):
     assert registry.ready and registry.wait(0)
     (result,) = registry.predict("classify", ["A lazy, cynical sequel."], batch_size=8)
     assert set(result) == {"label", "score", "probabilities"}
+    assert gc.get_freeze_count() > 10_000  # the loaded state is out of the garbage collector's full passes
+    gc.unfreeze()  # this is the test process, not a worker
 
 
 def test_bilstm_serve_refuses_bad_input_before_starting(textcat_model_dir, tmp_path):
