@@ -7,7 +7,8 @@ For 1 and 2 threads, a fresh subprocess times on the same length-sorted batches 
 
 * ``bare nn.LSTM``: the encoder alone (``nn.LSTM`` of the model's size over pre-built float batches): the baseline;
 * ``torch net`` / ``onnx fp32 net`` / ``onnx int8 net``: the whole network (ids, lengths → logits), no tokenising;
-* ``torch predict`` / ``onnx predict``: ``Predictor.predict(texts)``, tokenising included.
+* ``torch predict`` / ``onnx predict``: ``Predictor.predict(texts)``, tokenising included (the tokenizer's chunk
+  memory warm after the warm-up pass); ``torch predict, cold``: the same with that memory emptied before each run.
 
 Each figure is the median of ``--repeats`` interleaved timings, given as tokens/s and as a ratio to the bare LSTM
 measured in the same process. Without ``--model-dir`` a randomly initialised model of configs/textcat_imdb.yaml's
@@ -32,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from predict_speed import load_texts, random_model_dir
 
-VARIANTS = ("bare nn.LSTM", "torch net", "onnx fp32 net", "onnx int8 net", "torch predict", "onnx predict")
+VARIANTS = ("bare nn.LSTM", "torch net", "onnx fp32 net", "onnx int8 net", "torch predict", "torch predict, cold",
+            "onnx predict")
 
 
 def measure(model_dir: str, count: int, batch_size: int, repeats: int) -> dict:
@@ -69,6 +71,9 @@ def measure(model_dir: str, count: int, batch_size: int, repeats: int) -> dict:
         "onnx fp32 net": lambda: [onnx_predictor.net(batch, size) for batch, size in padded],
         "onnx int8 net": lambda: [int8_net(batch, size) for batch, size in padded],
         "torch predict": lambda: torch_predictor.predict(texts, batch_size=batch_size),
+        # the tokenizer's chunk memory emptied first: texts never seen (the steady state of a service is between)
+        "torch predict, cold": lambda: (torch_predictor.tokenizer._chunks.clear(),
+                                        torch_predictor.predict(texts, batch_size=batch_size)),
         "onnx predict": lambda: onnx_predictor.predict(texts, batch_size=batch_size),
     }
     for run in runs.values():  # warm-up: allocators, oneDNN primitives, ONNX Runtime's first run

@@ -1,6 +1,16 @@
 """Word tokenisation with spaCy's rule-based tokenizer, keeping character offsets.
 
 ``spacy.blank(lang)`` runs only the tokenizer (no statistical model), so it needs nothing downloaded.
+spaCy splits text at whitespace first and tokenises each whitespace-free chunk on its own (its prefix, suffix,
+infix, special-case and URL rules never look across whitespace; spaCy's own cache is keyed by the chunk), so
+:meth:`Tokenizer.tokenize_many` splits with ``str.split`` and asks spaCy only about chunks it has not seen,
+remembering the answer: several times the speed, since most chunks of a corpus repeat. One spaCy step does look
+across whitespace: special cases that contain punctuation (``:)``, ``:))``, ``'s``…) are matched over the whole
+token sequence, and a longer match that straddles a space (``:) )`` against ``:))``) is dropped *and* blocks the
+shorter one inside the chunk. So each chunk also remembers which pieces of such special cases it ends and starts
+with; a text where one chunk ends with piece *k* of a special case and the next starts with piece *k + 1* goes
+through spaCy whole. The tokens are spaCy's own, text for text (tests/data/test_tokenize_fast.py on random strings
+of awkward characters; benchmarks/tokenize_check.py on every IMDB and CoNLL text).
 HTML line breaks (``<br />``, as in IMDB) are blanked to spaces *of the same length* before tokenising,
 which removes them from the tokens while every token's character offsets still point into the original
 text (the NER adapters rely on that). Control characters are blanked the same way (``toolkit.data.textrules``).
@@ -8,13 +18,18 @@ text (the NER adapters rely on that). Control characters are blanked the same wa
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from toolkit.data.textrules import blank_controls, clip_runs
 
 TRUNCATIONS = ("head", "tail", "head+tail")
+CHUNK_CACHE_SIZE = 500_000
+"""Whitespace-free chunks whose tokens :class:`Tokenizer` remembers (IMDB's 75k reviews have about 600k distinct
+chunks; past the limit the memory starts afresh, so a long-running service stays bounded)."""
 HTML_BREAK = re.compile(r"<br\s*/?\s*>", re.IGNORECASE)
 
 
@@ -46,6 +61,27 @@ def _blank_breaks(text: str) -> str:
     return HTML_BREAK.sub(lambda match: " " * len(match.group()), text)
 
 
+def _straddling_pieces(tokenizer: Any) -> tuple[set[tuple[str, str]], set[str], set[str], Any]:
+    """The special cases spaCy matches over the token sequence (those its affix rules would split), as pieces.
+
+    Returns:
+        the pairs of consecutive pieces ``(piece k, piece k + 1)``, the first pieces of those pairs, the second
+        ones, and a tokenizer with spaCy's affix rules but no special cases (what the matcher's patterns are).
+    """
+    from spacy.tokenizer import Tokenizer as SpacyTokenizer
+
+    affixes_only = SpacyTokenizer(tokenizer.vocab, rules={}, prefix_search=tokenizer.prefix_search,
+                                  suffix_search=tokenizer.suffix_search, infix_finditer=tokenizer.infix_finditer,
+                                  token_match=tokenizer.token_match, url_match=tokenizer.url_match)
+    pairs: set[tuple[str, str]] = set()
+    for string in tokenizer.rules or {}:
+        # the condition of spaCy's Tokenizer.add_special_case for adding a rule to its special-case matcher
+        if (not tokenizer.faster_heuristics or tokenizer.find_prefix(string) or tokenizer.find_infix(string)
+                or tokenizer.find_suffix(string)):
+            pairs.update(itertools.pairwise(token.text for token in affixes_only(string)))
+    return pairs, {end for end, _ in pairs}, {start for _, start in pairs}, affixes_only
+
+
 class Tokenizer:
     """Turns texts into token strings (and offsets) the same way at training and prediction time."""
 
@@ -54,6 +90,10 @@ class Tokenizer:
 
         self.settings = settings or TokenizerSettings()
         self._spacy_tokenizer = spacy.blank(self.settings.lang).tokenizer
+        # chunk → (its tokens, lower-cased if configured; special-case pieces it ends with; pieces it starts with)
+        self._chunks: dict[str, tuple[tuple[str, ...], frozenset[str] | None, frozenset[str] | None]] = {}
+        self._pairs, self._ends, self._starts, self._affixes_only = _straddling_pieces(self._spacy_tokenizer)
+        self._start_tuple, self._end_tuple = tuple(self._starts), tuple(self._ends)
 
     def _blank(self, text: str) -> str:
         """HTML breaks (if configured) and control characters → spaces of the same length."""
@@ -71,9 +111,42 @@ class Tokenizer:
         limit = self.settings.max_tokens
         return clip_runs(text, limit, self.settings.truncate) if limit else text
 
+    def _learn(self, chunks: list[str]) -> None:
+        """Tokenise chunks not seen before in one spaCy call and remember what :meth:`tokenize_many` needs of each.
+
+        The chunks are joined by newlines: spaCy makes each newline a whitespace token, which no special-case
+        pattern contains, so every chunk comes out exactly as it would alone.
+        """
+        pieces: list[list[str]] = [[]]
+        for token in self._spacy_tokenizer("\n".join(chunks)):
+            if token.is_space:
+                pieces.append([])
+            else:
+                pieces[-1].append(token.text)
+        lowercase = self.settings.lowercase
+        for chunk, spacy_tokens in zip(chunks, pieces, strict=True):
+            ends, starts = self._edge_pieces(chunk, spacy_tokens, -1), self._edge_pieces(chunk, spacy_tokens, 0)
+            tokens = tuple(token.lower() for token in spacy_tokens) if lowercase else tuple(spacy_tokens)
+            self._chunks[chunk] = (tokens, ends, starts)
+
+    def _edge_pieces(self, chunk: str, tokens: list[str], edge: int) -> frozenset[str] | None:
+        """The special-case pieces the chunk's first (``edge`` 0) or last (-1) token may be before spaCy's
+        special-case matcher runs: its first/last token, that token's own affix pieces, and the chunk's first/last
+        affix piece; None when none of them is a piece of a pair that could straddle a space."""
+        pieces = self._starts if edge == 0 else self._ends
+        # every candidate is a prefix (suffix) of the chunk: most chunks are settled by one C-level check
+        if not (chunk.startswith(self._start_tuple) if edge == 0 else chunk.endswith(self._end_tuple)):
+            return None
+        candidates = {tokens[edge], self._affixes_only(tokens[edge])[edge].text, self._affixes_only(chunk)[edge].text}
+        return frozenset(candidates & pieces) or None
+
+    def _straddles(self, ends: frozenset[str], starts: frozenset[str]) -> bool:
+        """Whether a special case could match across the space between a chunk ending and the next starting so."""
+        pairs = self._pairs
+        return any((end, start) in pairs for end in ends for start in starts)
+
     def _finish(self, tokens: list[str]) -> list[str]:
-        if self.settings.lowercase:
-            tokens = [token.lower() for token in tokens]
+        """Truncation as configured (the tokens are already lower-cased when that is configured)."""
         limit = self.settings.max_tokens
         if not limit or len(tokens) <= limit:
             return tokens
@@ -89,11 +162,41 @@ class Tokenizer:
         return self.tokenize_many([text])[0]
 
     def tokenize_many(self, texts: Iterable[str], batch_size: int = 256) -> list[list[str]]:
-        """Many texts → their tokens; batched through spaCy's tokenizer pipe."""
-        return [
-            self._finish([token.text for token in doc if not token.is_space])
-            for doc in self._spacy_tokenizer.pipe(self._prepare(texts), batch_size=batch_size)
-        ]
+        """Many texts → their tokens: spaCy's, chunk by whitespace-free chunk (see the module docstring).
+
+        ``batch_size`` is kept for callers of the earlier, ``Tokenizer.pipe``-based version; it changes nothing.
+        """
+        known = self._chunks
+        results = []
+        for text in self._prepare(texts):
+            chunks = text.split()
+            missing = [chunk for chunk in dict.fromkeys(chunks) if chunk not in known]
+            if missing:
+                if len(known) + len(missing) > CHUNK_CACHE_SIZE:  # bounded: start afresh, this text's chunks first
+                    known.clear()
+                    missing = list(dict.fromkeys(chunks))
+                self._learn(missing)
+            tokens: list[str] = []
+            previous_ends = None
+            for chunk in chunks:
+                entry = known[chunk]
+                if previous_ends is not None and entry[2] is not None and self._straddles(previous_ends, entry[2]):
+                    tokens = self._whole_text(text)
+                    break
+                tokens.extend(entry[0])
+                previous_ends = entry[1]
+            results.append(self._finish(tokens))
+        return results
+
+    def _whole_text(self, text: str) -> list[str]:
+        """One (blanked, clipped) text through spaCy as a whole, lower-cased if configured."""
+        lowercase = self.settings.lowercase
+        return [token.text.lower() if lowercase else token.text
+                for token in self._spacy_tokenizer(text) if not token.is_space]
+
+    def tokenize_with_spacy(self, texts: Iterable[str]) -> list[list[str]]:
+        """The same as :meth:`tokenize_many`, the slow way: whole texts through spaCy (what the tests compare)."""
+        return [self._finish(self._whole_text(text)) for text in self._prepare(texts)]
 
     def spans(self, text: str) -> list[tuple[str, int, int]]:
         """``(token, start, end)`` character spans into ``text``; original casing, no truncation."""
