@@ -52,3 +52,18 @@ def test_the_chunk_memory_is_bounded(monkeypatch):
     texts = [f"word{i} other{i}!" for i in range(50)]
     assert tokenizer.tokenize_many(texts) == Tokenizer().tokenize_with_spacy(texts)
     assert len(tokenizer._chunks) <= 10
+
+
+def test_threads_sharing_a_tokenizer_get_spacys_tokens(monkeypatch):
+    """The service and the Predictor's prefetch thread may tokenise at once; the memory may be emptied meanwhile."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(tokenize, "CHUNK_CACHE_SIZE", 50)  # emptied often
+    generator = random.Random(5)
+    texts = [random_text(generator) for _ in range(400)]
+    expected = Tokenizer().tokenize_with_spacy(texts)
+    shared = Tokenizer()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda part: shared.tokenize_many(texts[part::4]), range(4)))
+    assert [tokens for part in range(4) for tokens in results[part]] == [expected[i] for part in range(4)
+                                                                         for i in range(part, len(texts), 4)]

@@ -178,13 +178,17 @@ class Tokenizer:
                 self._learn(missing)
             tokens: list[str] = []
             previous_ends = None
-            for chunk in chunks:
-                entry = known[chunk]
-                if previous_ends is not None and entry[2] is not None and self._straddles(previous_ends, entry[2]):
-                    tokens = self._whole_text(text)
-                    break
-                tokens.extend(entry[0])
-                previous_ends = entry[1]
+            try:
+                for chunk in chunks:
+                    entry = known[chunk]
+                    if previous_ends is not None and entry[2] is not None and self._straddles(previous_ends,
+                                                                                              entry[2]):
+                        tokens = self._whole_text(text)
+                        break
+                    tokens.extend(entry[0])
+                    previous_ends = entry[1]
+            except KeyError:  # another thread emptied the memory meanwhile: this text the slow, exact way
+                tokens = self._whole_text(text)
             results.append(self._finish(tokens))
         return results
 
