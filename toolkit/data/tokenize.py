@@ -27,9 +27,11 @@ from typing import Any
 from toolkit.data.textrules import blank_controls, clip_runs
 
 TRUNCATIONS = ("head", "tail", "head+tail")
-CHUNK_CACHE_SIZE = 500_000
-"""Whitespace-free chunks whose tokens :class:`Tokenizer` remembers (IMDB's 75k reviews have about 600k distinct
-chunks; past the limit the memory starts afresh, so a long-running service stays bounded)."""
+CHUNK_CACHE_SIZE = 200_000
+"""Whitespace-free chunks whose tokens :class:`Tokenizer` remembers (about 50 MB). Once full it keeps what it has:
+the chunks met first are, by Zipf's law, the frequent ones, and rarer ones are tokenised each time they come
+(IMDB's 75k reviews hold over 600k distinct chunks; emptying a full memory instead made a second pass over them
+no faster than spaCy)."""
 HTML_BREAK = re.compile(r"<br\s*/?\s*>", re.IGNORECASE)
 
 
@@ -94,6 +96,11 @@ class Tokenizer:
         self._chunks: dict[str, tuple[tuple[str, ...], frozenset[str] | None, frozenset[str] | None]] = {}
         self._pairs, self._ends, self._starts, self._affixes_only = _straddling_pieces(self._spacy_tokenizer)
         self._start_tuple, self._end_tuple = tuple(self._starts), tuple(self._ends)
+        rules = self._spacy_tokenizer.rules or {}
+        from spacy.attrs import ORTH  # the rules' pieces are keyed by the attribute id (65), not "ORTH"
+
+        self._special_pieces = {piece.get(ORTH, piece.get("ORTH")) for pieces in rules.values()
+                                for piece in pieces} | set(rules)
 
     def _blank(self, text: str) -> str:
         """HTML breaks (if configured) and control characters → spaces of the same length."""
@@ -111,8 +118,10 @@ class Tokenizer:
         limit = self.settings.max_tokens
         return clip_runs(text, limit, self.settings.truncate) if limit else text
 
-    def _learn(self, chunks: list[str]) -> None:
-        """Tokenise chunks not seen before in one spaCy call and remember what :meth:`tokenize_many` needs of each.
+    def _learn(self, chunks: list[str]) -> dict[str, tuple[tuple[str, ...], frozenset[str] | None,
+                                                             frozenset[str] | None]]:
+        """Tokenise chunks not seen before in one spaCy call; what :meth:`tokenize_many` needs of each, remembered
+        while there is room.
 
         The chunks are joined by newlines: spaCy makes each newline a whitespace token, which no special-case
         pattern contains, so every chunk comes out exactly as it would alone.
@@ -124,10 +133,15 @@ class Tokenizer:
             else:
                 pieces[-1].append(token.text)
         lowercase = self.settings.lowercase
+        learned = {}
         for chunk, spacy_tokens in zip(chunks, pieces, strict=True):
             ends, starts = self._edge_pieces(chunk, spacy_tokens, -1), self._edge_pieces(chunk, spacy_tokens, 0)
             tokens = tuple(token.lower() for token in spacy_tokens) if lowercase else tuple(spacy_tokens)
-            self._chunks[chunk] = (tokens, ends, starts)
+            learned[chunk] = (tokens, ends, starts)
+        room = CHUNK_CACHE_SIZE - len(self._chunks)
+        if room > 0:
+            self._chunks.update(learned if room >= len(learned) else dict(itertools.islice(learned.items(), room)))
+        return learned
 
     def _edge_pieces(self, chunk: str, tokens: list[str], edge: int) -> frozenset[str] | None:
         """The special-case pieces the chunk's first (``edge`` 0) or last (-1) token may be before spaCy's
@@ -137,7 +151,10 @@ class Tokenizer:
         # every candidate is a prefix (suffix) of the chunk: most chunks are settled by one C-level check
         if not (chunk.startswith(self._start_tuple) if edge == 0 else chunk.endswith(self._end_tuple)):
             return None
-        candidates = {tokens[edge], self._affixes_only(tokens[edge])[edge].text, self._affixes_only(chunk)[edge].text}
+        token = tokens[edge]
+        if token not in self._special_pieces:  # no special case at this edge: the affix rules alone made it
+            return frozenset((token,)) if token in pieces else None
+        candidates = {token, self._affixes_only(token)[edge].text, self._affixes_only(chunk)[edge].text}
         return frozenset(candidates & pieces) or None
 
     def _straddles(self, ends: frozenset[str], starts: frozenset[str]) -> bool:
@@ -171,24 +188,16 @@ class Tokenizer:
         for text in self._prepare(texts):
             chunks = text.split()
             missing = [chunk for chunk in dict.fromkeys(chunks) if chunk not in known]
-            if missing:
-                if len(known) + len(missing) > CHUNK_CACHE_SIZE:  # bounded: start afresh, this text's chunks first
-                    known.clear()
-                    missing = list(dict.fromkeys(chunks))
-                self._learn(missing)
+            learned = self._learn(missing) if missing else {}  # the memory only grows: what was in it stays
             tokens: list[str] = []
             previous_ends = None
-            try:
-                for chunk in chunks:
-                    entry = known[chunk]
-                    if previous_ends is not None and entry[2] is not None and self._straddles(previous_ends,
-                                                                                              entry[2]):
-                        tokens = self._whole_text(text)
-                        break
-                    tokens.extend(entry[0])
-                    previous_ends = entry[1]
-            except KeyError:  # another thread emptied the memory meanwhile: this text the slow, exact way
-                tokens = self._whole_text(text)
+            for chunk in chunks:
+                entry = known.get(chunk) or learned[chunk]
+                if previous_ends is not None and entry[2] is not None and self._straddles(previous_ends, entry[2]):
+                    tokens = self._whole_text(text)
+                    break
+                tokens.extend(entry[0])
+                previous_ends = entry[1]
             results.append(self._finish(tokens))
         return results
 
