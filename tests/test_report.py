@@ -252,3 +252,14 @@ def test_short_form_of_the_public_contract_is_a_model_report(textcat_model_dir, 
     data, out = SAMPLES / "textcat/dev.jsonl", tmp_path / "short"
     assert bilstm("report", textcat_model_dir, data, "--out", out, "--max-examples", "3") == 0
     assert json.loads((out / "report.json").read_text())["metrics"] == evaluate_output(textcat_model_dir, data)
+
+
+def test_a_text_over_the_limit_names_the_option_the_report_takes(textcat_model_dir, tmp_path, capsys):
+    data = tmp_path / "long.jsonl"
+    data.write_text(json.dumps({"text": "a fine film " * 300, "label": "pos"}) + "\n"
+                    + json.dumps({"text": "dull", "label": "neg"}) + "\n")
+    assert bilstm("report", "model", textcat_model_dir, data, "--out", tmp_path / "o", "--max-chars", "100") == 2
+    assert "--max-chars" in one_line_error(capsys)
+    assert bilstm("report", "model", textcat_model_dir, data, "--out", tmp_path / "o", "--max-chars", "5000") == 0
+    matrix = json.loads((tmp_path / "o/report.json").read_text())["classify"]["confusion_matrix"]
+    assert sum(map(sum, matrix)) == 2  # both texts, the long one too

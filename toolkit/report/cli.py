@@ -28,6 +28,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="rows of the example tables: mistakes, error sentences, samples (default 20)")
     model.add_argument("--text-field", default="text", help="text field of JSONL/CSV files")
     model.add_argument("--label-field", default="label", help="label field of JSONL/CSV files")
+    model.add_argument("--max-chars", type=positive_int, help="longest text accepted, as for bilstm evaluate "
+                       "(default 20000)")
     run_parser = kinds.add_parser("run", help=RUN_HELP, description=RUN_HELP)
     run_parser.add_argument("run_dir", help="the trainer's default_root_dir (the latest lightning_logs/version_N "
                             "is used), a version_N folder, or its metrics.csv")
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
         written = model_report(args.model_dir, args.data_file, args.out, batch_size=args.batch_size,
                                max_examples=args.max_examples, text_field=args.text_field,
-                               label_field=args.label_field)
+                               label_field=args.label_field, max_chars=args.max_chars)
     else:
         from toolkit.report.run import run_report
 

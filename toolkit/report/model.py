@@ -88,7 +88,7 @@ def reproducibility(meta: dict[str, Any], model_dir: Path) -> h.Markup:
 
 def model_report(model_dir: str | Path, data_file: str | Path, out: str | Path, batch_size: int | None = None,
                  max_examples: int = DEFAULT_MAX_EXAMPLES, text_field: str = "text",
-                 label_field: str = "label") -> list[Path]:
+                 label_field: str = "label", max_chars: int | None = None) -> list[Path]:
     """Write ``out/index.html``, its PNG figures and ``out/report.json`` for a model directory on a labelled file.
 
     Returns the paths written (``index.html`` first).
@@ -102,7 +102,7 @@ def model_report(model_dir: str | Path, data_file: str | Path, out: str | Path, 
     require_matplotlib()
     from toolkit.predict import Predictor
 
-    predictor = Predictor.load(model_path)
+    predictor = Predictor.load(model_path, max_chars=max_chars)
     options: dict[str, Any] = {"text_field": text_field, "label_field": label_field}
     if batch_size is not None:
         options["batch_size"] = batch_size
