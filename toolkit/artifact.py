@@ -102,6 +102,22 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename: a reader never sees half a file,
+    and a crash leaves the old file or the new one (report pages, the language-model corpus cache)."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes 0600 files; these are meant to be read by other users
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def _fsync_tree(root: Path) -> None:
     for item in sorted(root.rglob("*"), reverse=True):  # files before the directories that name them
         _fsync(item)

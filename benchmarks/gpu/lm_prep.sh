@@ -25,6 +25,6 @@ settings = yaml.safe_load(open("configs/lm_imdb_long.yaml"))["data"]["init_args"
 data = LanguageModelData(**settings, corpus_cache=".gpu_data/imdb_lm_corpus", tokenize_workers=2)
 data.setup("fit")
 print({"vocab": len(data.vocab), **{f"{name}_tokens": int(stream.numel()) for name, stream in data.streams.items()},
-       "lines": data.lines, "excluded": data.excluded, "sha256": data.input_sha256})
+       "lines": data.lines, "excluded": data.excluded, "sha256": data.data_sha256})
 '
 du -sh .whl_lm .gpu_data

@@ -133,7 +133,7 @@ class LanguageModelData(pl.LightningDataModule):
             raise ConfigError(f"data.exclude_dev_of {exclude_dev_of!r} is not one of data.train_file "
                               f"{self.train_files}; name the classifier training file exactly as in train_file")
         self.excluded = 0
-        self.input_sha256 = ""
+        self.data_sha256 = ""
         self.vocab: Vocab | None = None
         self.streams: dict[str, torch.Tensor] = {}
         self.lines: dict[str, int] = {}
@@ -161,9 +161,13 @@ class LanguageModelData(pl.LightningDataModule):
             raise DataError(self.train_files[0], "needs at least 2 lines to carve a dev split", hint="give a dev_file")
         return carve_dev(train, hp.dev_fraction, hp.split_seed)
 
+    def _data_files(self) -> list[str]:
+        """The training and dev files: what the model directory records and fingerprints."""
+        return [*self.train_files, *([self.hparams.dev_file] if self.hparams.dev_file else [])]
+
     def _input_files(self) -> list[str]:
-        hp = self.hparams
-        return [*self.train_files, *(name for name in (hp.dev_file, hp.test_file) if name)]
+        """Every file read, the test file too: what a corpus cache must have been made from."""
+        return [*self._data_files(), *([self.hparams.test_file] if self.hparams.test_file else [])]
 
     def _cache_settings(self) -> dict[str, Any]:
         """Every setting the vocabulary and the forward streams depend on (not direction or batching)."""
@@ -192,7 +196,7 @@ class LanguageModelData(pl.LightningDataModule):
         return TokenisedCorpus(
             vocab, {name: torch.tensor(vocab.encode(token_stream(rows, False))) for name, rows in streams.items()},
             {"train": len(train), "dev": len(dev)}, self.excluded,
-            file_sha256(*self.train_files, *([hp.dev_file] if hp.dev_file else [])))
+            file_sha256(*self._data_files()))
 
     def _prepare(self) -> None:
         if self.vocab is not None:
@@ -207,8 +211,8 @@ class LanguageModelData(pl.LightningDataModule):
                 save_corpus(hp.corpus_cache, self._cache_settings(), self._input_files(), corpus)
         # a backward model reads the whole stream reversed (token_stream(..., backward=True))
         backward = hp.direction == "backward"
-        self.vocab, self.lines, self.excluded, self.input_sha256 = corpus.vocab, corpus.lines, corpus.excluded, \
-            corpus.sha256
+        self.vocab, self.lines, self.excluded = corpus.vocab, corpus.lines, corpus.excluded
+        self.data_sha256 = corpus.sha256
         self.streams = {name: stream.flip(0) if backward else stream for name, stream in corpus.streams.items()}
 
     def setup(self, stage: str | None = None) -> None:
@@ -245,10 +249,10 @@ class LanguageModelData(pl.LightningDataModule):
     def export(self) -> DataExport:
         """The vocabulary and tokenizer settings for the model directory (the lm spec writes them)."""
         self._prepare()
-        files = [*self.train_files, *([self.hparams.dev_file] if self.hparams.dev_file else [])]
+        files = self._data_files()
         return DataExport(
             labels=None, tokenizer=self.tokenizer_settings.to_dict(), json_files={"vocab.json": self.vocab.to_json()},
-            record={"files": [str(Path(f)) for f in files], "sha256": self.input_sha256,
+            record={"files": [str(Path(f)) for f in files], "sha256": self.data_sha256,
                     "train_tokens": int(self.streams["train"].numel()), "dev_tokens": int(self.streams["val"].numel()),
                     **{f"{split}_lines": count for split, count in self.lines.items()},
                     **({"excluded": {"file": str(self.hparams.exclude_dev_of), "records": self.excluded,

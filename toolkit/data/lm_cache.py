@@ -17,16 +17,17 @@ used on the strength of the recorded fingerprint, and the model directory record
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
+from toolkit.artifact import write_file_atomically
 from toolkit.data.readers import file_sha256
 from toolkit.data.vocab import Vocab
 from toolkit.errors import ConfigError, DataError
@@ -50,27 +51,17 @@ class TokenisedCorpus:
     """SHA-256 over the training and dev files' bytes, in order: the model directory's data fingerprint."""
 
 
-def _write_atomically(path: Path, write: Any) -> None:
-    staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(staging)
-    staging.chmod(0o644)  # shared like a model directory (the temporary file may be private)
-    with open(staging, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
-
-
 def save_corpus(root: str | Path, settings: dict[str, Any], files: list[str], corpus: TokenisedCorpus) -> None:
     """Write ``corpus``, made with ``settings`` (JSON-able) from ``files``, to the cache directory ``root``."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     dtype = torch.uint16 if len(corpus.vocab) <= 1 << 16 else torch.int32  # halves IMDB's 80 MB
-    tensors = {name: stream.to(dtype).contiguous() for name, stream in corpus.streams.items()}
-    _write_atomically(root / STREAMS_FILE, lambda path: save_file(tensors, str(path)))
+    streams = save({name: stream.to(dtype).contiguous() for name, stream in corpus.streams.items()})
+    write_file_atomically(root / STREAMS_FILE, streams)
     index = {"format": FORMAT, "settings": settings, "vocab": corpus.vocab.to_json(), "lines": corpus.lines,
              "excluded": corpus.excluded, "data_sha256": corpus.sha256, "input_sha256": file_sha256(*files),
-             "streams_sha256": file_sha256(root / STREAMS_FILE)}
-    _write_atomically(root / INDEX_FILE,
-                      lambda path: path.write_text(json.dumps(index, ensure_ascii=False), encoding="utf-8"))
+             "streams_sha256": hashlib.sha256(streams).hexdigest()}
+    write_file_atomically(root / INDEX_FILE, json.dumps(index, ensure_ascii=False).encode("utf-8"))
 
 
 def load_corpus(root: str | Path, settings: dict[str, Any], files: list[str]) -> TokenisedCorpus | None:
@@ -107,9 +98,10 @@ def load_corpus(root: str | Path, settings: dict[str, Any], files: list[str]) ->
         log.warning("corpus cache %s: input files %s are absent; using the tokens made from SHA-256 %s", root,
                     missing, index["input_sha256"])
     streams_path = root / STREAMS_FILE
-    if not streams_path.is_file() or file_sha256(streams_path) != index["streams_sha256"]:
+    data = streams_path.read_bytes() if streams_path.is_file() else None  # read once: checked, then parsed
+    if data is None or hashlib.sha256(data).hexdigest() != index["streams_sha256"]:
         raise DataError(str(streams_path), "is missing or does not match corpus.json",
                         hint="delete the directory to tokenise again")
-    streams = {name: tensor.long() for name, tensor in load_file(str(streams_path)).items()}
+    streams = {name: tensor.long() for name, tensor in load(data).items()}
     return TokenisedCorpus(Vocab.from_json(index["vocab"]), streams, index["lines"], index["excluded"],
                            index["data_sha256"])

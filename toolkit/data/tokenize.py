@@ -63,25 +63,42 @@ def _blank_breaks(text: str) -> str:
     return HTML_BREAK.sub(lambda match: " " * len(match.group()), text)
 
 
-def _straddling_pieces(tokenizer: Any) -> tuple[set[tuple[str, str]], set[str], set[str], Any]:
-    """The special cases spaCy matches over the token sequence (those its affix rules would split), as pieces.
+@dataclass(frozen=True)
+class _SpecialCasePieces:
+    """What :class:`Tokenizer` needs to know of spaCy's special cases to spot one that could straddle a space."""
 
-    Returns:
-        the pairs of consecutive pieces ``(piece k, piece k + 1)``, the first pieces of those pairs, the second
-        ones, and a tokenizer with spaCy's affix rules but no special cases (what the matcher's patterns are).
-    """
+    pairs: frozenset[tuple[str, str]]
+    """Consecutive pieces ``(piece k, piece k + 1)`` of the special cases spaCy matches over the token sequence."""
+    ends: frozenset[str]
+    """The first pieces of those pairs (what a chunk may end with), and as a tuple for ``str.endswith``."""
+    end_tuple: tuple[str, ...]
+    starts: frozenset[str]
+    """The second pieces (what the next chunk may start with), and as a tuple for ``str.startswith``."""
+    start_tuple: tuple[str, ...]
+    special: frozenset[str]
+    """Every special case and every piece one makes: a token outside it came from the affix rules alone."""
+    affixes_only: Any
+    """spaCy's tokenizer with its affix rules but no special cases (what the matcher's patterns are made of)."""
+
+
+def _special_case_pieces(tokenizer: Any) -> _SpecialCasePieces:
+    """The special cases spaCy matches over the token sequence (those its affix rules would split), as pieces."""
+    from spacy.attrs import ORTH  # the rules' pieces are keyed by the attribute id (65)
     from spacy.tokenizer import Tokenizer as SpacyTokenizer
 
     affixes_only = SpacyTokenizer(tokenizer.vocab, rules={}, prefix_search=tokenizer.prefix_search,
                                   suffix_search=tokenizer.suffix_search, infix_finditer=tokenizer.infix_finditer,
                                   token_match=tokenizer.token_match, url_match=tokenizer.url_match)
+    rules = tokenizer.rules or {}
     pairs: set[tuple[str, str]] = set()
-    for string in tokenizer.rules or {}:
+    for string in rules:
         # the condition of spaCy's Tokenizer.add_special_case for adding a rule to its special-case matcher
         if (not tokenizer.faster_heuristics or tokenizer.find_prefix(string) or tokenizer.find_infix(string)
                 or tokenizer.find_suffix(string)):
             pairs.update(itertools.pairwise(token.text for token in affixes_only(string)))
-    return pairs, {end for end, _ in pairs}, {start for _, start in pairs}, affixes_only
+    ends, starts = frozenset(end for end, _ in pairs), frozenset(start for _, start in pairs)
+    special = frozenset(rules) | {piece.get(ORTH, piece.get("ORTH")) for pieces in rules.values() for piece in pieces}
+    return _SpecialCasePieces(frozenset(pairs), ends, tuple(ends), starts, tuple(starts), special, affixes_only)
 
 
 class Tokenizer:
@@ -94,13 +111,7 @@ class Tokenizer:
         self._spacy_tokenizer = spacy.blank(self.settings.lang).tokenizer
         # chunk → (its tokens, lower-cased if configured; special-case pieces it ends with; pieces it starts with)
         self._chunks: dict[str, tuple[tuple[str, ...], frozenset[str] | None, frozenset[str] | None]] = {}
-        self._pairs, self._ends, self._starts, self._affixes_only = _straddling_pieces(self._spacy_tokenizer)
-        self._start_tuple, self._end_tuple = tuple(self._starts), tuple(self._ends)
-        rules = self._spacy_tokenizer.rules or {}
-        from spacy.attrs import ORTH  # the rules' pieces are keyed by the attribute id (65), not "ORTH"
-
-        self._special_pieces = {piece.get(ORTH, piece.get("ORTH")) for pieces in rules.values()
-                                for piece in pieces} | set(rules)
+        self._special = _special_case_pieces(self._spacy_tokenizer)
 
     def _blank(self, text: str) -> str:
         """HTML breaks (if configured) and control characters → spaces of the same length."""
@@ -147,19 +158,20 @@ class Tokenizer:
         """The special-case pieces the chunk's first (``edge`` 0) or last (-1) token may be before spaCy's
         special-case matcher runs: its first/last token, that token's own affix pieces, and the chunk's first/last
         affix piece; None when none of them is a piece of a pair that could straddle a space."""
-        pieces = self._starts if edge == 0 else self._ends
+        special = self._special
+        pieces = special.starts if edge == 0 else special.ends
         # every candidate is a prefix (suffix) of the chunk: most chunks are settled by one C-level check
-        if not (chunk.startswith(self._start_tuple) if edge == 0 else chunk.endswith(self._end_tuple)):
+        if not (chunk.startswith(special.start_tuple) if edge == 0 else chunk.endswith(special.end_tuple)):
             return None
         token = tokens[edge]
-        if token not in self._special_pieces:  # no special case at this edge: the affix rules alone made it
+        if token not in special.special:  # no special case at this edge: the affix rules alone made it
             return frozenset((token,)) if token in pieces else None
-        candidates = {token, self._affixes_only(token)[edge].text, self._affixes_only(chunk)[edge].text}
+        candidates = {token, special.affixes_only(token)[edge].text, special.affixes_only(chunk)[edge].text}
         return frozenset(candidates & pieces) or None
 
     def _straddles(self, ends: frozenset[str], starts: frozenset[str]) -> bool:
         """Whether a special case could match across the space between a chunk ending and the next starting so."""
-        pairs = self._pairs
+        pairs = self._special.pairs
         return any((end, start) in pairs for end in ends for start in starts)
 
     def _finish(self, tokens: list[str]) -> list[str]:
@@ -178,17 +190,15 @@ class Tokenizer:
         """One text → its tokens (lower-cased and truncated as configured)."""
         return self.tokenize_many([text])[0]
 
-    def tokenize_many(self, texts: Iterable[str], batch_size: int = 256) -> list[list[str]]:
-        """Many texts → their tokens: spaCy's, chunk by whitespace-free chunk (see the module docstring).
-
-        ``batch_size`` is kept for callers of the earlier, ``Tokenizer.pipe``-based version; it changes nothing.
-        """
+    def tokenize_many(self, texts: Iterable[str]) -> list[list[str]]:
+        """Many texts → their tokens: spaCy's, chunk by whitespace-free chunk (see the module docstring)."""
         known = self._chunks
         results = []
         for text in self._prepare(texts):
             chunks = text.split()
-            missing = [chunk for chunk in dict.fromkeys(chunks) if chunk not in known]
-            learned = self._learn(missing) if missing else {}  # the memory only grows: what was in it stays
+            missing = [chunk for chunk in chunks if chunk not in known]
+            # the memory only grows: what was in it stays; each new chunk is tokenised once
+            learned = self._learn(list(dict.fromkeys(missing))) if missing else {}
             tokens: list[str] = []
             previous_ends = None
             for chunk in chunks:

@@ -12,12 +12,12 @@ import html
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from toolkit.artifact import write_file_atomically
 from toolkit.errors import ConfigError
 
 CSP = "default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'"
@@ -171,19 +171,6 @@ def check_out_dir(out: str | Path, refuse_inside: Sequence[Path] = (), refuse_eq
     return path
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename: a reader never sees half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600 files; a report is meant to be read by others
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def json_ready(value: Any) -> Any:
     """NaN/inf → null (JSON has no such numbers), tuples → lists, recursively."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -207,11 +194,11 @@ def write_report(out: Path, document: str, figures: Mapping[str, bytes], data: M
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, png in figures.items():
-            _write_atomic(out / name, png)
+            write_file_atomically(out / name, png)
             written.append(out / name)
         record = json.dumps(json_ready(data), indent=2, ensure_ascii=False, allow_nan=False, default=str) + "\n"
-        _write_atomic(out / "report.json", record.encode("utf-8"))
-        _write_atomic(out / "index.html", document.encode("utf-8"))
+        write_file_atomically(out / "report.json", record.encode("utf-8"))
+        write_file_atomically(out / "index.html", document.encode("utf-8"))
     except OSError as error:
         raise ConfigError(f"cannot write the report into {out}: {error.strerror or error}") from None
     return [out / "index.html", out / "report.json", *written]
