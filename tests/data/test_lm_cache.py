@@ -102,3 +102,11 @@ def test_worker_processes_tokenise_exactly_like_one_process(tmp_path):
         assert torch.equal(two.streams[split], one.streams[split])
     with pytest.raises(ConfigError, match="tokenize_workers"):
         LanguageModelData(train_file=str(tmp_path / "train.jsonl"), tokenize_workers=0)
+
+
+def test_a_cache_path_that_cannot_be_a_directory_is_a_clear_error(tmp_path):
+    (tmp_path / "a_file").write_text("not a cache")
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        _data(tmp_path, corpus_cache=str(tmp_path / "a_file"))
+    with pytest.raises(ConfigError, match="cannot be written"):
+        _data(tmp_path, corpus_cache=str(tmp_path / "a_file" / "below"))

@@ -54,12 +54,21 @@ class TokenisedCorpus:
 def save_corpus(root: str | Path, settings: dict[str, Any], files: list[str], corpus: TokenisedCorpus) -> None:
     """Write ``corpus``, made with ``settings`` (JSON-able) from ``files``, to the cache directory ``root``."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    input_sha256 = file_sha256(*files)  # reading the inputs stays outside the write errors below
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _write(root, settings, input_sha256, corpus)
+    except OSError as error:
+        raise ConfigError(f"data.corpus_cache {str(root)!r} cannot be written ({error.strerror or error}); point it "
+                          "at a writable directory, or leave it out to tokenise every run") from None
+
+
+def _write(root: Path, settings: dict[str, Any], input_sha256: str, corpus: TokenisedCorpus) -> None:
     dtype = torch.uint16 if len(corpus.vocab) <= 1 << 16 else torch.int32  # halves IMDB's 80 MB
     streams = save({name: stream.to(dtype).contiguous() for name, stream in corpus.streams.items()})
     write_file_atomically(root / STREAMS_FILE, streams)
     index = {"format": FORMAT, "settings": settings, "vocab": corpus.vocab.to_json(), "lines": corpus.lines,
-             "excluded": corpus.excluded, "data_sha256": corpus.sha256, "input_sha256": file_sha256(*files),
+             "excluded": corpus.excluded, "data_sha256": corpus.sha256, "input_sha256": input_sha256,
              "streams_sha256": hashlib.sha256(streams).hexdigest()}
     write_file_atomically(root / INDEX_FILE, json.dumps(index, ensure_ascii=False).encode("utf-8"))
 
@@ -71,6 +80,8 @@ def load_corpus(root: str | Path, settings: dict[str, Any], files: list[str]) ->
     files changed since.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"data.corpus_cache {str(root)!r} is a file, not a directory; point it at a directory")
     index_path = root / INDEX_FILE
     if not index_path.is_file():
         return None
