@@ -171,6 +171,9 @@ def _check_exportable(predictor: Any) -> None:
         if getattr(predictor.config, "transformer", False):
             raise ConfigError("ONNX export of taggers with transformer features is not built: this model runs on "
                               "the torch backend")
+        if predictor.config.language_models():
+            raise ConfigError("ONNX export of taggers with LM features (data.lm_forward/lm_backward) is not built: "
+                              "this model runs on the torch backend")
         if network.chars == "lstm":
             raise ConfigError("ONNX export covers taggers with character CNNs ('cnn') or no character features, "
                               "not the character BiLSTM: this model runs on the torch backend")

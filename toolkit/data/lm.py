@@ -57,8 +57,8 @@ class LanguageModelData(pl.LightningDataModule):
     """Plain text or JSONL → a word (or character) stream for a recurrent language model.
 
     Args:
-        train_file: .txt (one document or sentence per line) or .jsonl (``text_field``), optionally .gz; a list
-            of files is read as one corpus, in order.
+        train_file: .txt (one document or sentence per line), .jsonl (``text_field``) or a CoNLL column file (each
+            sentence a line), optionally .gz; a list of files is read as one corpus, in order.
         dev_file: validation text; if None, ``dev_fraction`` of the training lines (fixed seed).
         test_file: optional test text for ``bilstm test``.
         text_field: the JSONL text field.

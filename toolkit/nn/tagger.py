@@ -1,4 +1,4 @@
-"""Sequence tagger network: word/casing/character/transformer features → recurrent encoder → CRF or softmax."""
+"""Sequence tagger network: word/casing/character/transformer/LM features → recurrent encoder → CRF or softmax."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from toolkit.nn.crf import CRF
 from toolkit.nn.embeddings import WordEmbedding
 from toolkit.nn.encoder import EncoderConfig, RecurrentEncoder
 from toolkit.nn.features import CharBiLSTM, CharCNN, LockedDropout
+from toolkit.nn.lm import LanguageModelConfig
+from toolkit.nn.lm_features import LanguageModelFeatures
 from toolkit.nn.transformer import TransformerFeaturesConfig, TransformerWordFeatures
 
 CHAR_ENCODERS = ("cnn", "lstm", "none")
@@ -66,11 +68,14 @@ class SequenceTaggerNet(nn.Module):
         transformer_path: local HF model directory when transformer features are used.
         load_transformer_weights: False when the weights come from a model directory instead.
         num_casings: number of casing classes (``len(toolkit.data.casing.CASINGS)``, padding included).
+        language_models: ``{"forward"|"backward": (LM network config, LM vocabulary size)}``: frozen LMs whose
+            states join the word features (TagLM); their weights are part of this network's (``lm_forward.*``).
     """
 
     def __init__(self, config: TaggerConfig, vocab_size: int, num_chars: int, num_tags: int,
                  allowed: tuple[Tensor, Tensor, Tensor] | None = None, transformer_path: str | None = None,
-                 load_transformer_weights: bool = True, num_casings: int = 8) -> None:
+                 load_transformer_weights: bool = True, num_casings: int = 8,
+                 language_models: dict[str, tuple[LanguageModelConfig, int]] | None = None) -> None:
         super().__init__()
         config.validate()
         self.config = config
@@ -88,12 +93,23 @@ class SequenceTaggerNet(nn.Module):
         if transformer_path:
             self.transformer = TransformerWordFeatures(transformer_path, config.transformer, load_transformer_weights)
             size += self.transformer.output_size
+        self.lm_directions = sorted(language_models or {}, reverse=True)  # forward first
+        for direction in self.lm_directions:
+            lm_config, lm_vocab_size = language_models[direction]
+            features = LanguageModelFeatures(lm_config, lm_vocab_size, direction)
+            setattr(self, f"lm_{direction}", features)
+            size += features.output_size
         self.dropout = LockedDropout(config.dropout)
         self.encoder = RecurrentEncoder(size, config.encoder)
         self.project = nn.Linear(self.encoder.output_size, num_tags)
         self.crf = CRF(num_tags, allowed)
         if config.decoder == "softmax":
             self.crf.requires_grad_(False)  # transitions stay 0: decoding only applies the constraints
+
+    def lm_features(self, batch: dict[str, Tensor]) -> Tensor:
+        """The frozen LMs' states ``[B, T, sum of their sizes]`` for ``lm_forward``/``lm_backward`` ids ``[B, T]``."""
+        return torch.cat([getattr(self, f"lm_{direction}")(batch[f"lm_{direction}"], batch["lengths"])
+                          for direction in self.lm_directions], dim=-1)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Tag scores ``[B, T, num_tags]`` from the tensors of :meth:`TaggingFeaturizer.collate`."""
@@ -108,6 +124,10 @@ class SequenceTaggerNet(nn.Module):
         elif self.transformer is not None:
             parts.append(self.transformer(batch["subwords"], batch["subword_mask"], batch["subword_words"],
                                           words.size(1)))
+        if "lm_features" in batch:  # computed once before training (see SequenceTagger.on_fit_start)
+            parts.append(batch["lm_features"].to(parts[0].dtype))
+        elif self.lm_directions:
+            parts.append(self.lm_features(batch).to(parts[0].dtype))
         features = self.dropout(torch.cat(parts, dim=-1))
         encoded = self.encoder(features, batch["lengths"]).outputs
         return self.project(self.dropout(encoded))

@@ -86,7 +86,8 @@ class TaggerPredictor(TaskPredictor):
         super().__init__(opened, device)
         config, files = opened.config, opened.side
         self.scheme, self.input_scheme = config.scheme, config.input_scheme
-        self.featurizer = TaggingFeaturizer(files.words, files.chars, opened.tokenizer, files.transformer)
+        self.featurizer = TaggingFeaturizer(files.words, files.chars, opened.tokenizer, files.transformer,
+                                            files.lm_vocabs)
         self.featurizer.use_chars = config.network.chars != "none"
         self.tags = self.labels
         self.net = SPEC.load_net(opened.model_dir, config, transformer_path=files.transformer).to(device)

@@ -14,6 +14,9 @@ from toolkit.data.vocab import Vocab
 from toolkit.errors import ConfigError, ModelDirError
 from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig
 from toolkit.specs.base import TaskSpec, read_json_side_file
+from toolkit.specs.lm import LMConfig
+
+LM_DIRECTIONS = ("forward", "backward")
 
 TRANSFORMER_FOLDER = "transformer"
 
@@ -31,11 +34,24 @@ class TagConfig:
     """The scheme of the training data, in which tags are read and written."""
     transformer: bool = False
     """Whether the network reads transformer features (their files are in ``transformer/``)."""
+    lm_forward: LMConfig | None = None
+    """The frozen forward LM whose states are word features (its vocabulary: ``lm_forward_vocab.json``)."""
+    lm_backward: LMConfig | None = None
+    """The frozen backward LM (``lm_backward_vocab.json``)."""
+
+    def language_models(self) -> dict[str, LMConfig]:
+        """``{direction: LM config}`` of the LM features, forward first."""
+        return {direction: lm for direction in LM_DIRECTIONS
+                if (lm := getattr(self, f"lm_{direction}")) is not None}
 
     def validate(self) -> None:
         for name, scheme in (("scheme", self.scheme), ("input_scheme", self.input_scheme)):
             if scheme not in SCHEMES:
                 raise ConfigError(f"{name} must be one of {SCHEMES}, got {scheme!r}")
+        for direction, lm in self.language_models().items():
+            lm.validate()
+            if lm.direction != direction:
+                raise ConfigError(f"lm_{direction} is a {lm.direction} language model")
 
 
 class TaggerFiles(NamedTuple):
@@ -45,25 +61,36 @@ class TaggerFiles(NamedTuple):
     chars: Vocab
     transformer: str | None
     """The folder of the transformer's files (every one listed in meta.json), or None."""
+    lm_vocabs: dict[str, Vocab]
+    """``{direction: vocabulary}`` of the LM features' language models (empty without them)."""
+
+
+def lm_vocab_file(direction: str) -> str:
+    """The side file holding the vocabulary of the ``direction`` LM of a tagger's LM features."""
+    return f"lm_{direction}_vocab.json"
 
 
 class TagSpec(TaskSpec[TagConfig, FeatureSettings]):
     """``vocab.json`` (words), ``chars.json`` (characters), ``tokenizer`` = :class:`FeatureSettings`, ``labels`` =
-    the tags in ``scheme``; with transformer features, the transformer's config and tokenizer in ``transformer/``."""
+    the tags in ``scheme``; with transformer features, the transformer's config and tokenizer in ``transformer/``;
+    with LM features, each LM's vocabulary in ``lm_{direction}_vocab.json`` (its weights are the network's)."""
 
     task = "tag"
     config_type = TagConfig
     tokenizer_type = FeatureSettings
 
     def side_files(self, tokenizer: FeatureSettings) -> tuple[str, ...]:
-        return ("vocab.json", "chars.json")
+        return ("vocab.json", "chars.json", *(lm_vocab_file(direction) for direction in tokenizer.lm_directions))
 
     def build_net(self, config: TagConfig, labels: list[str] | None, *, transformer_path: str | None = None,
                   load_transformer_weights: bool = False, **options: Any) -> SequenceTaggerNet:
         tags = list(labels or [])
+        language_models = {direction: (lm.network, lm.vocab_size)
+                           for direction, lm in config.language_models().items()}
         return SequenceTaggerNet(config.network, config.vocab_size, config.num_chars, len(tags),
                                  allowed_transitions(tags, config.scheme), transformer_path,
-                                 load_transformer_weights=load_transformer_weights, num_casings=len(CASINGS))
+                                 load_transformer_weights=load_transformer_weights, num_casings=len(CASINGS),
+                                 language_models=language_models)
 
     def read_side_files(self, model_dir: ModelDir, config: TagConfig, tokenizer: FeatureSettings) -> TaggerFiles:
         """The word and character vocabularies, and the transformer's folder if it has one."""
@@ -76,7 +103,18 @@ class TagSpec(TaskSpec[TagConfig, FeatureSettings]):
         except ValueError as error:
             raise ModelDirError(f"{model_dir.path}: the tag set in meta.json is not valid ({error})") from None
         transformer = str(model_dir.folder(TRANSFORMER_FOLDER)) if config.transformer else None
-        return TaggerFiles(words, chars, transformer)
+        lms = config.language_models()
+        if sorted(lms) != sorted(tokenizer.lm_directions):
+            raise ModelDirError(f"{model_dir.path}: meta.json's tokenizer.lm_directions {tokenizer.lm_directions} do "
+                                f"not match the LM features of model_config {sorted(lms)}; re-export the model")
+        lm_vocabs = {}
+        for direction, lm in lms.items():
+            vocab = read_json_side_file(model_dir, lm_vocab_file(direction), Vocab.from_json)
+            if len(vocab) != lm.vocab_size:
+                raise ModelDirError(f"{model_dir.path}: {lm_vocab_file(direction)} has {len(vocab)} entries, "
+                                    f"meta.json's lm_{direction} {lm.vocab_size}")
+            lm_vocabs[direction] = vocab
+        return TaggerFiles(words, chars, transformer, lm_vocabs)
 
 
 SPEC = TagSpec()

@@ -119,8 +119,8 @@ class TaskModule(pl.LightningModule):
         if stage == "fit" and init is not None and (init.forward or init.backward) and datamodule is not None:
             from toolkit.tasks.finetune import initialise_from_lms
 
-            self.init_from_records = initialise_from_lms(self.net, config.encoder, init,
-                                                         datamodule.vocabulary_tokens())
+            self.init_from_records = [*self.init_from_records, *initialise_from_lms(
+                self.net, config.encoder, init, datamodule.vocabulary_tokens())]
 
     @property
     def spec(self) -> TaskSpec:

@@ -24,7 +24,7 @@ from torch import nn
 from toolkit.errors import ConfigError
 
 UNFREEZE_MODES = ("all", "gradual")
-BOTTOM_PREFIXES = ("embed.", "casing.", "chars.", "transformer.")
+BOTTOM_PREFIXES = ("embed.", "casing.", "chars.", "transformer.", "lm_forward.", "lm_backward.")
 """Parameters that feed the encoder: the lowest layer group."""
 
 

@@ -15,7 +15,7 @@ from toolkit.nn.tagger import TaggerConfig
 from toolkit.progress import progress
 from toolkit.specs.tag import TagConfig
 from toolkit.tasks.base import OptimizerConfig, TaskModule
-from toolkit.tasks.finetune import FineTuneConfig, InitFrom
+from toolkit.tasks.finetune import FineTuneConfig, InitFrom, open_language_model
 
 log = logging.getLogger(__name__)
 
@@ -47,39 +47,53 @@ class SequenceTagger(TaskModule):
         self.network_config = network
         self.tags = list(data_info["tags"])
         self.scheme, self.input_scheme = data_info["scheme"], data_info["input_scheme"]
+        language_models = {direction: open_language_model(path)
+                           for direction, path in (data_info.get("language_models") or {}).items()}
         self.model_config = TagConfig(network, data_info["vocab_size"], data_info["num_chars"], self.scheme,
-                                      self.input_scheme, transformer=bool(data_info.get("transformer")))
+                                      self.input_scheme, transformer=bool(data_info.get("transformer")),
+                                      **{f"lm_{direction}": opened[0] for direction, opened in language_models.items()})
+        self.model_config.validate()
         self.net = self.spec.build_net(self.model_config, self.tags, transformer_path=data_info.get("transformer"),
                                        load_transformer_weights=True)
+        for direction, (_, _, state, record) in language_models.items():
+            getattr(self.net, f"lm_{direction}").load_from_lm(state)
+            self.init_from_records = [*self.init_from_records, {**record, "copied": ["lm_features"]}]
         self._gold: list[list[str]] = []
         self._predicted: list[list[str]] = []
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # sentence-weighted; exact under DDP
 
     def on_fit_start(self) -> None:
-        """Run a frozen transformer once over the training and dev sentences and keep its word features.
+        """Run the frozen feature extractors (a frozen transformer, the LMs of LM features) once over the training
+        and dev sentences and keep their word features.
 
-        Frozen features never change, and on a CPU the transformer costs more than the rest of an epoch,
-        so every later epoch reads the cached features (stored as float16: ~200 MB for CoNLL-2003).
+        Frozen features never change, and on a CPU a transformer costs more than the rest of an epoch, so every
+        later epoch reads the cached features (stored as float16: ~200 MB for CoNLL-2003 per 512 dimensions).
         """
-        transformer = self.net.transformer
         datamodule = getattr(self.trainer, "datamodule", None)
-        if transformer is None or transformer.config.fine_tune or datamodule is None:
+        transformer = self.net.transformer
+        wanted = [key for key, frozen in (
+            ("transformer_features", transformer is not None and not transformer.config.fine_tune),
+            ("lm_features", bool(self.net.lm_directions))) if frozen]
+        if not wanted or datamodule is None:
             return
         for split in ("train", "val"):
             dataset = datamodule.datasets.get(split)
-            if dataset is None or "transformer_features" in dataset.items[0]:
+            keys = [key for key in wanted if dataset is not None and key not in dataset.items[0]]
+            if not keys:
                 continue
             order = sorted(range(len(dataset.items)), key=lambda i: dataset.lengths[i])
             with torch.inference_mode():
                 starts = range(0, len(order), 64)
-                for start in progress(starts, f"transformer features ({split})", len(starts), "batches"):
+                for start in progress(starts, f"frozen features ({split})", len(starts), "batches"):
                     chosen = [dataset.items[i] for i in order[start:start + 64]]
                     batch = {k: v.to(self.device) for k, v in TaggingFeaturizer.collate(chosen).items()}
-                    features = transformer(batch["subwords"], batch["subword_mask"], batch["subword_words"],
-                                           batch["words"].size(1)).half().cpu()
-                    for row, item in enumerate(chosen):
-                        item["transformer_features"] = features[row, : len(item["words"])].clone()
-            log.info("cached frozen transformer features for %d %s sentences", len(order), split)
+                    for key in keys:
+                        features = (self.net.lm_features(batch) if key == "lm_features" else transformer(
+                            batch["subwords"], batch["subword_mask"], batch["subword_words"], batch["words"].size(1)))
+                        features = features.half().cpu()
+                        for row, item in enumerate(chosen):
+                            item[key] = features[row, : len(item["words"])].clone()
+            log.info("cached frozen %s for %d %s sentences", " and ".join(keys), len(order), split)
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
         loss = self.net.loss(self.net(batch), batch)

@@ -1,0 +1,180 @@
+"""LM features for NER (TagLM): frozen forward/backward LM states join the tagger's word features."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, run_bilstm
+from toolkit import Predictor
+from toolkit.data.conll import read_conll
+from toolkit.data.lm import LanguageModelData
+from toolkit.errors import ConfigError
+from toolkit.nn.encoder import EncoderConfig
+from toolkit.nn.lm import LanguageModelConfig, LanguageModelNet
+from toolkit.nn.lm_features import LanguageModelFeatures, reverse_padded
+from toolkit.specs.tag import TagConfig
+
+SHARED_CONLL = ROOT.parent / "shared" / "data" / "conll2003"
+
+
+def _fit(root: Path, *options: str, config: str = "lm_ner_sample") -> Path:
+    result = run_bilstm("fit", "--config", f"configs/{config}.yaml", "--trainer.default_root_dir", str(root),
+                        "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", *options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def taglm(tmp_path_factory) -> dict[str, Path]:
+    """The sample LMs (forward, backward) and a tagger that reads their states, as the sample config says."""
+    root = tmp_path_factory.mktemp("taglm")
+    forward = _fit(root / "forward", "--trainer.max_epochs", "1")
+    backward = _fit(root / "backward", "--trainer.max_epochs", "1", "--data.init_args.direction", "backward")
+    tagger = _fit(root / "tagger", "--trainer.max_epochs", "2", "--data.init_args.lm_forward", str(forward),
+                  "--data.init_args.lm_backward", str(backward), config="ner_sample")
+    return {"forward": forward, "backward": backward, "tagger": tagger, "root": root}
+
+
+def _lm(direction: str, vocab_size: int = 40, hidden: int = 12) -> LanguageModelNet:
+    torch.manual_seed(0)
+    encoder = EncoderConfig(cell="lstm", hidden_size=hidden, num_layers=2, bidirectional=False, init="torch")
+    return LanguageModelNet(LanguageModelConfig(embedding_dim=8, encoder=encoder), vocab_size)
+
+
+def test_reverse_padded_reverses_each_row_within_its_length():
+    values = torch.tensor([[1, 2, 3, 4], [5, 6, 0, 0]])
+    assert reverse_padded(values, torch.tensor([4, 2])).tolist() == [[4, 3, 2, 1], [6, 5, 0, 0]]
+    states = torch.arange(16.0).view(2, 4, 2)
+    assert torch.equal(reverse_padded(reverse_padded(states, torch.tensor([3, 1])), torch.tensor([3, 1])), states)
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_features_are_the_lms_states_in_its_reading_order_and_padding_changes_nothing(direction):
+    lm = _lm(direction).eval()
+    features = LanguageModelFeatures(lm.config, lm.vocab_size, direction)
+    features.load_from_lm(lm.state_dict())
+    sentence = torch.tensor([5, 9, 13, 7])
+    batch = torch.stack([sentence, torch.tensor([3, 4, 0, 0])])
+    got = features(batch, torch.tensor([4, 2]))
+    # What the LM itself computes for this one sentence: <eos> then the words, in its own reading order.
+    order = sentence if direction == "forward" else sentence.flip(0)
+    with torch.no_grad():
+        expected = lm.encoder(lm.embed(torch.cat([torch.tensor([0]), order]).unsqueeze(0)),
+                              torch.tensor([5])).outputs[0, 1:]
+    if direction == "backward":
+        expected = expected.flip(0)
+    torch.testing.assert_close(got[0], expected)
+    alone = features(torch.tensor([[3, 4]]), torch.tensor([2]))
+    torch.testing.assert_close(got[1, :2], alone[0])  # a longer neighbour in the batch changes nothing
+    assert torch.count_nonzero(got[1, 2:]) == 0
+
+
+def test_features_stay_frozen_and_in_eval_mode():
+    lm = _lm("forward")
+    features = LanguageModelFeatures(lm.config, lm.vocab_size, "forward")
+    features.train()
+    assert not features.training and not any(p.requires_grad for p in features.parameters())
+    wrong = _lm("forward", hidden=10).state_dict()
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        features.load_from_lm(wrong)
+
+
+@pytest.mark.slow
+def test_the_tagger_carries_the_lms_weights_unchanged_and_records_them(taglm):
+    tagger = Predictor.load(taglm["tagger"], device="cpu")
+    meta = json.loads((taglm["tagger"] / "meta.json").read_text())
+    records = {record["direction"]: record for record in meta["init_from"]}
+    for direction in ("forward", "backward"):
+        lm = Predictor.load(taglm[direction], device="cpu").net
+        inside = getattr(tagger.net, f"lm_{direction}")
+        assert torch.equal(inside.embed.weight, lm.embed.weight)  # copied, and not trained by the tagger
+        for name, tensor in lm.encoder.state_dict().items():
+            assert torch.equal(inside.encoder.state_dict()[name], tensor), name
+        lm_meta = json.loads((taglm[direction] / "meta.json").read_text())
+        assert records[direction]["sha256"] == lm_meta["files"]["model.safetensors"]["sha256"]
+        assert records[direction]["copied"] == ["lm_features"]
+        assert (taglm["tagger"] / f"lm_{direction}_vocab.json").is_file()
+    assert meta["tokenizer"]["lm_directions"] == ["forward", "backward"] and meta["tokenizer"]["lm_lowercase"] is False
+
+
+@pytest.mark.slow
+def test_the_lm_tagger_is_an_ordinary_model_directory(taglm, tmp_path):
+    import spacy
+
+    predictor = Predictor.load(taglm["tagger"], device="cpu")
+    tokens = ["Peter", "Blackburn", "visited", "Brussels", "."]
+    # The words are looked up cased in the LMs' vocabularies: "Peter" and "peter" are different LM inputs.
+    encoded = predictor.featurizer.encode_many([tokens, [token.lower() for token in tokens]])
+    assert encoded[0]["words"] == encoded[1]["words"] and encoded[0]["lm_forward"] != encoded[1]["lm_forward"]
+    (tagged,) = predictor.tag_tokens([tokens])
+    assert len(tagged.tags) == len(tokens)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bilstm_ner", config={"model": str(taglm["tagger"]), "device": "cpu"})
+    doc = nlp("Peter Blackburn visited Brussels on Monday.")
+    assert [token.text for token in doc][:2] == ["Peter", "Blackburn"]
+    out = tmp_path / "tagged.conll"
+    result = run_bilstm("label", str(taglm["tagger"]), str(ROOT / "samples" / "ner" / "dev.conll"), str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(read_conll(out, with_tags=True)) == len(read_conll(ROOT / "samples" / "ner" / "dev.conll"))
+    refused = run_bilstm("export", str(taglm["tagger"]), "--onnx")
+    assert refused.returncode != 0 and "LM features" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.slow
+def test_an_lm_of_the_wrong_direction_is_refused_with_what_to_do(taglm, tmp_path):
+    result = run_bilstm("fit", "--config", "configs/ner_sample.yaml", "--trainer.default_root_dir", str(tmp_path),
+                        "--trainer.max_epochs", "1", "--data.init_args.lm_backward", str(taglm["forward"]))
+    assert result.returncode != 0
+    assert "lm_backward" in result.stderr and "forward language model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_tag_config_refuses_an_lm_under_the_wrong_direction():
+    from toolkit.nn.tagger import TaggerConfig
+    from toolkit.specs.lm import LMConfig
+
+    lm = LMConfig(LanguageModelConfig(), 50, direction="forward")
+    with pytest.raises(ConfigError, match="lm_backward is a forward"):
+        TagConfig(TaggerConfig(), 10, 10, "bioes", "iob1", lm_backward=lm).validate()
+
+
+def test_the_sample_lm_reads_no_tagger_dev_sentence():
+    data = LanguageModelData(**_data_args("configs/lm_ner_sample.yaml"))
+    _assert_no_dev_sentence(data, ROOT / "samples" / "ner" / "dev.conll")
+
+
+@pytest.mark.skipif(not (SHARED_CONLL / "eng.testa.gz").is_file(), reason="CoNLL-2003 not beside this checkout")
+def test_the_conll_lms_read_no_dev_sentence():
+    for config in ("configs/lm_ner_cased.yaml", "configs/lm_ner_cased_backward.yaml"):
+        args = _data_args(config)
+        assert not any("testa" in str(path) or "testb" in str(path) for path in args["train_file"])
+        data = LanguageModelData(**{**args, "corpus_cache": None})
+        _assert_no_dev_sentence(data, SHARED_CONLL / "eng.testa.gz")
+
+
+def _data_args(config: str) -> dict:
+    import yaml
+
+    args = yaml.safe_load((ROOT / config).read_text())["data"]["init_args"]
+    for key in ("train_file", "dev_file"):
+        if isinstance(args.get(key), list):
+            args[key] = [str(ROOT / path) for path in args[key]]
+        elif args.get(key):
+            args[key] = str(ROOT / args[key])
+    return args
+
+
+def _assert_no_dev_sentence(data: LanguageModelData, dev_file: Path) -> None:
+    train, dev = data.corpus()
+    if data.hparams.max_train_lines:
+        train = train[: data.hparams.max_train_lines]
+    read = set(train) | set(dev)
+    train_sentences = {" ".join(s.tokens) for s in read_conll(data.train_files[0], with_tags=False)}
+    assert train_sentences & read  # the check reads what the LM reads: the tagger's training sentences are there
+    # Dev sentences that the training file does not also hold (a headline like "SOCCER - RESULTS" can be in both).
+    dev_sentences = {" ".join(s.tokens) for s in read_conll(dev_file, with_tags=False)} - train_sentences
+    assert dev_sentences and not dev_sentences & read
