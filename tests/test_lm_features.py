@@ -73,6 +73,21 @@ def test_features_are_the_lms_states_in_its_reading_order_and_padding_changes_no
     assert torch.count_nonzero(got[1, 2:]) == 0
 
 
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_with_embeddings_each_word_gets_its_lm_vector_before_its_state(direction):
+    lm = _lm(direction).eval()
+    plain = LanguageModelFeatures(lm.config, lm.vocab_size, direction)
+    both = LanguageModelFeatures(lm.config, lm.vocab_size, direction, with_embeddings=True)
+    for features in (plain, both):
+        features.load_from_lm(lm.state_dict())
+    ids, lengths = torch.tensor([[5, 9, 13], [3, 4, 0]]), torch.tensor([3, 2])
+    got = both(ids, lengths)
+    assert both.output_size == plain.output_size + 8 == got.size(-1)
+    torch.testing.assert_close(got[0, :, :8], lm.embed.weight[ids[0]])
+    torch.testing.assert_close(got[1, :2, :8], lm.embed.weight[ids[1, :2]])
+    torch.testing.assert_close(got[..., 8:], plain(ids, lengths))
+
+
 def test_features_stay_frozen_and_in_eval_mode():
     lm = _lm("forward")
     features = LanguageModelFeatures(lm.config, lm.vocab_size, "forward")

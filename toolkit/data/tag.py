@@ -11,11 +11,10 @@ from toolkit.data.conll import ColumnFormat, Sentence, read_conll
 from toolkit.data.datamodule import BucketedDataModule
 from toolkit.data.export import DataExport
 from toolkit.data.readers import file_sha256
-from toolkit.data.tag_features import FeatureSettings, TaggingFeaturizer, resolve_transformer
+from toolkit.data.tag_features import FeatureSettings, TaggingFeaturizer, lm_vocab_file, resolve_transformer
 from toolkit.data.tagschemes import SCHEMES, convert, detect_scheme, split_tag, tag_set
-from toolkit.data.vocab import Vocab
+from toolkit.data.vocab import LM_SPECIALS, Vocab
 from toolkit.errors import ConfigError, DataError
-from toolkit.specs.tag import lm_vocab_file
 
 log = logging.getLogger(__name__)
 
@@ -57,22 +56,34 @@ def build_word_vocab(sentences: list[Sentence], lowercase: bool, max_size: int |
 def language_model_vocabularies(paths: dict[str, str]) -> tuple[dict[str, Vocab], bool]:
     """``{direction: LM directory}`` → (``{direction: its vocabulary}``, whether the LMs read lower-cased words).
 
+    Reads only the LM directories' meta.json and vocab.json (checksums checked); the task module copies the weights.
+
     Raises:
-        ConfigError: an LM of the wrong direction, or LMs that disagree on lower-casing.
+        ConfigError: not a language model, an LM of the wrong direction or level, LMs that disagree on lower-casing.
     """
-    from toolkit.specs.lm import SPEC as LM_SPEC
+    from toolkit.artifact import load_model_dir
 
     vocabs, lowercase = {}, set()
     for direction, path in paths.items():
-        opened = LM_SPEC.open(path)
-        if opened.config.direction != direction:
-            raise ConfigError(f"data.lm_{direction}: {path} is a {opened.config.direction} language model; give one "
-                              f"trained with data.direction: {direction}")
-        if opened.tokenizer.level != "word":
+        model_dir = load_model_dir(path)
+        if model_dir.task != "lm":
+            raise ConfigError(f"data.lm_{direction}: {path} holds a {model_dir.task!r} model, not a language model")
+        found = model_dir.meta.model_config.get("direction", "forward")
+        if found != direction:
+            raise ConfigError(f"data.lm_{direction}: {path} is a {found} language model; give one trained with "
+                              f"data.direction: {direction}")
+        tokenizer = model_dir.meta.tokenizer
+        if tokenizer.get("level", "word") != "word":
             raise ConfigError(f"data.lm_{direction}: {path} is a character-level language model; LM features need "
                               "word-level LMs")
-        vocabs[direction] = opened.side
-        lowercase.add(opened.tokenizer.lowercase)
+        try:
+            vocabs[direction] = Vocab.from_json(model_dir.json_file("vocab.json"))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"data.lm_{direction}: {path}/vocab.json is not a valid vocabulary ({error!r})") from None
+        if vocabs[direction].specials != LM_SPECIALS:  # the features start each sentence from <eos> = id 0
+            raise ConfigError(f"data.lm_{direction}: {path}/vocab.json does not start with {list(LM_SPECIALS)}; "
+                              "re-export the language model")
+        lowercase.add(bool(tokenizer.get("lowercase", False)))
     if len(lowercase) > 1:
         raise ConfigError("data.lm_forward and data.lm_backward disagree on lower-casing; train both LMs with the "
                           "same data.lowercase")

@@ -38,6 +38,11 @@ def resolve_transformer(path: str) -> str:
     return path
 
 
+def lm_vocab_file(direction: str) -> str:
+    """The model-directory side file holding the vocabulary of the ``direction`` LM of a tagger's LM features."""
+    return f"lm_{direction}_vocab.json"
+
+
 @dataclass
 class FeatureSettings:
     """How text becomes tagger input; meta.json ``tokenizer`` of a tagger."""

@@ -36,15 +36,18 @@ class LanguageModelFeatures(nn.Module):
         config: the LM's network config (meta.json ``model_config.network`` of the LM directory).
         vocab_size: the LM's vocabulary size.
         direction: ``forward`` or ``backward``.
+        with_embeddings: put the LM's word vector of each word before its state (ELMo's layer 0).
     """
 
-    def __init__(self, config: LanguageModelConfig, vocab_size: int, direction: str) -> None:
+    def __init__(self, config: LanguageModelConfig, vocab_size: int, direction: str,
+                 with_embeddings: bool = False) -> None:
         super().__init__()
         config.validate()
         self.direction = direction
+        self.with_embeddings = with_embeddings
         self.embed = nn.Embedding(vocab_size, config.embedding_dim)
         self.encoder = RecurrentEncoder(config.embedding_dim, config.encoder)
-        self.output_size = self.encoder.output_size
+        self.output_size = self.encoder.output_size + (config.embedding_dim if with_embeddings else 0)
         self.requires_grad_(False)
         super().train(False)
 
@@ -58,12 +61,16 @@ class LanguageModelFeatures(nn.Module):
         self.load_state_dict(own, strict=True)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        """``ids [B, T]`` (right-padded), ``lengths [B]`` → ``[B, T, output_size]`` (zeros at padding)."""
+        """``ids [B, T]`` (right-padded), ``lengths [B]`` → ``[B, T, output_size]`` (zeros at padding): per word
+        its word vector (``with_embeddings``) and the LM's top-layer state after reading it."""
         if self.direction == "backward":
             ids = reverse_padded(ids, lengths)
         start = torch.full((ids.size(0), 1), EOS_ID, dtype=ids.dtype, device=ids.device)
         with torch.no_grad():
-            states = self.encoder(self.embed(torch.cat([start, ids], dim=1)), lengths + 1).outputs[:, 1:]
+            embedded = self.embed(torch.cat([start, ids], dim=1))
+            states = self.encoder(embedded, lengths + 1).outputs[:, 1:]
+            if self.with_embeddings:
+                states = torch.cat([embedded[:, 1:], states], dim=-1)
         if self.direction == "backward":
             states = reverse_padded(states, lengths)
         mask = torch.arange(ids.size(1), device=ids.device).unsqueeze(0) < lengths.to(ids.device).unsqueeze(1)

@@ -45,6 +45,8 @@ class TaggerConfig:
     """Locked (variational) dropout on the word features and on the encoder outputs."""
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(hidden_size=256))
     """The recurrent encoder."""
+    lm_embeddings: bool = False
+    """With LM features (``data.lm_forward``/``lm_backward``): also the LMs' word vectors, not only their states."""
     decoder: str = "crf"
     """``crf`` (linear-chain CRF) or ``softmax`` (independent per-token; decoding still obeys the scheme)."""
 
@@ -96,7 +98,7 @@ class SequenceTaggerNet(nn.Module):
         self.lm_directions = sorted(language_models or {}, reverse=True)  # forward first
         for direction in self.lm_directions:
             lm_config, lm_vocab_size = language_models[direction]
-            features = LanguageModelFeatures(lm_config, lm_vocab_size, direction)
+            features = LanguageModelFeatures(lm_config, lm_vocab_size, direction, config.lm_embeddings)
             setattr(self, f"lm_{direction}", features)
             size += features.output_size
         self.dropout = LockedDropout(config.dropout)

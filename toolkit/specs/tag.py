@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from toolkit.artifact import ModelDir
 from toolkit.data.casing import CASINGS
-from toolkit.data.tag_features import FeatureSettings
+from toolkit.data.tag_features import FeatureSettings, lm_vocab_file
 from toolkit.data.tagschemes import SCHEMES, allowed_transitions
 from toolkit.data.vocab import Vocab
 from toolkit.errors import ConfigError, ModelDirError
@@ -63,11 +63,6 @@ class TaggerFiles(NamedTuple):
     """The folder of the transformer's files (every one listed in meta.json), or None."""
     lm_vocabs: dict[str, Vocab]
     """``{direction: vocabulary}`` of the LM features' language models (empty without them)."""
-
-
-def lm_vocab_file(direction: str) -> str:
-    """The side file holding the vocabulary of the ``direction`` LM of a tagger's LM features."""
-    return f"lm_{direction}_vocab.json"
 
 
 class TagSpec(TaskSpec[TagConfig, FeatureSettings]):
