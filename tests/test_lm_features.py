@@ -193,3 +193,10 @@ def _assert_no_dev_sentence(data: LanguageModelData, dev_file: Path) -> None:
     # Dev sentences that the training file does not also hold (a headline like "SOCCER - RESULTS" can be in both).
     dev_sentences = {" ".join(s.tokens) for s in read_conll(dev_file, with_tags=False)} - train_sentences
     assert dev_sentences and not dev_sentences & read
+
+
+def test_a_missing_lm_directory_is_named_with_its_option(tmp_path):
+    from toolkit.data.tag import language_model_vocabularies
+
+    with pytest.raises(ConfigError, match=r"data\.lm_backward: .*not found.*bilstm fit"):
+        language_model_vocabularies({"backward": str(tmp_path / "absent")})

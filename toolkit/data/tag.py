@@ -14,7 +14,7 @@ from toolkit.data.readers import file_sha256
 from toolkit.data.tag_features import FeatureSettings, TaggingFeaturizer, lm_vocab_file, resolve_transformer
 from toolkit.data.tagschemes import SCHEMES, convert, detect_scheme, split_tag, tag_set
 from toolkit.data.vocab import LM_SPECIALS, Vocab
-from toolkit.errors import ConfigError, DataError
+from toolkit.errors import ConfigError, DataError, ModelDirError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,11 @@ def language_model_vocabularies(paths: dict[str, str]) -> tuple[dict[str, Vocab]
 
     vocabs, lowercase = {}, set()
     for direction, path in paths.items():
-        model_dir = load_model_dir(path)
+        try:
+            model_dir = load_model_dir(path)
+        except ModelDirError as error:
+            raise ConfigError(f"data.lm_{direction}: {error}; give a language-model directory written by `bilstm "
+                              "fit` of an lm config") from None
         if model_dir.task != "lm":
             raise ConfigError(f"data.lm_{direction}: {path} holds a {model_dir.task!r} model, not a language model")
         found = model_dir.meta.model_config.get("direction", "forward")
