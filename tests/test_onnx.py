@@ -99,6 +99,7 @@ def test_clear_errors(exported, textcat_model_dir, lm_model_dir, tmp_path):
     ("lm", "sru", "reverse", {}, "fused cells"), ("classify", "mut1", "reverse", {}, "fused cells"),
     ("classify", "lstm", "packed", {}, "padding"), ("tag", "gru", "reverse", {"chars": "lstm"}, "character BiLSTM"),
     ("tag", "lstm", "reverse", {"chars": "cnn", "transformer": True}, "transformer features"),
+    ("tag", "lstm", "reverse", {"chars": "cnn", "lms": {"forward": "an LM config"}}, "LM features"),
 ])
 def test_what_does_not_export_is_refused_before_any_work(task, cell, padding, extra, words):
     from types import SimpleNamespace
@@ -111,7 +112,8 @@ def test_what_does_not_export_is_refused_before_any_work(task, cell, padding, ex
     with pytest.raises(ConfigError, match=words):
         _check_exportable(SimpleNamespace(task=task, has_onnx_export=True,
                                           config=SimpleNamespace(network=network,
-                                                                 transformer=extra.get("transformer", False))))
+                                                                 transformer=extra.get("transformer", False),
+                                                                 language_models=lambda: extra.get("lms", {}))))
 
 
 def test_the_batch_job_and_the_spacy_component_take_the_backend(exported, tmp_path):
