@@ -29,6 +29,14 @@ def run_bilstm(*args: str, cwd: Path | None = None, timeout: float = 600) -> sub
                           timeout=timeout)
 
 
+def fit_config(config: str, root: Path, *options: str) -> Path:
+    """`bilstm fit` of ``configs/<config>.yaml`` into ``root`` on the CPU (quiet); returns its model directory."""
+    result = run_bilstm("fit", "--config", f"configs/{config}.yaml", "--trainer.default_root_dir", str(root),
+                        "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", *options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "model"
+
+
 def copy_with_wrong_hidden_size(model_dir: Path, target: Path) -> Path:
     """A copy of a classifier model directory whose meta.json no longer fits its weights (checksums still pass)."""
     import json

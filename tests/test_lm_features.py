@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_bilstm
+from tests.conftest import ROOT, fit_config, run_bilstm
 from toolkit import Predictor
 from toolkit.data.conll import read_conll
 from toolkit.data.lm import LanguageModelData
@@ -21,21 +21,15 @@ from toolkit.specs.tag import TagConfig
 SHARED_CONLL = ROOT.parent / "shared" / "data" / "conll2003"
 
 
-def _fit(root: Path, *options: str, config: str = "lm_ner_sample") -> Path:
-    result = run_bilstm("fit", "--config", f"configs/{config}.yaml", "--trainer.default_root_dir", str(root),
-                        "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", *options)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "model"
-
-
 @pytest.fixture(scope="module")
 def taglm(tmp_path_factory) -> dict[str, Path]:
     """The sample LMs (forward, backward) and a tagger that reads their states, as the sample config says."""
     root = tmp_path_factory.mktemp("taglm")
-    forward = _fit(root / "forward", "--trainer.max_epochs", "1")
-    backward = _fit(root / "backward", "--trainer.max_epochs", "1", "--data.init_args.direction", "backward")
-    tagger = _fit(root / "tagger", "--trainer.max_epochs", "2", "--data.init_args.lm_forward", str(forward),
-                  "--data.init_args.lm_backward", str(backward), config="ner_sample")
+    forward = fit_config("lm_ner_sample", root / "forward", "--trainer.max_epochs", "1")
+    backward = fit_config("lm_ner_sample", root / "backward", "--trainer.max_epochs", "1",
+                          "--data.init_args.direction", "backward")
+    tagger = fit_config("ner_sample", root / "tagger", "--trainer.max_epochs", "2",
+                        "--data.init_args.lm_forward", str(forward), "--data.init_args.lm_backward", str(backward))
     return {"forward": forward, "backward": backward, "tagger": tagger, "root": root}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_bilstm
+from tests.conftest import ROOT, fit_config
 from toolkit import Predictor
 from toolkit.data.classify import TextClassificationData
 from toolkit.data.lm import LanguageModelData
@@ -25,21 +25,14 @@ from toolkit.tasks.finetune import GradualUnfreezing, InitFrom, initialise_from_
 SAMPLE = ROOT / "samples" / "textcat"
 
 
-def _fit(config: str, root: Path, *options: str) -> Path:
-    result = run_bilstm("fit", "--config", f"configs/{config}.yaml", "--trainer.default_root_dir", str(root),
-                        "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", *options)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root / "model"
-
-
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory) -> dict[str, Path]:
     """The three sample configs, one after the other, as docs/pretraining.md runs them (fewer epochs)."""
     root = tmp_path_factory.mktemp("pretraining")
-    forward = _fit("lm_textcat_sample", root / "forward", "--trainer.max_epochs", "2")
-    backward = _fit("lm_textcat_sample_backward", root / "backward", "--trainer.max_epochs", "1",
+    forward = fit_config("lm_textcat_sample", root / "forward", "--trainer.max_epochs", "2")
+    backward = fit_config("lm_textcat_sample_backward", root / "backward", "--trainer.max_epochs", "1",
                     "--model.init_args.init_from.forward", str(forward))
-    classifier = _fit("textcat_sample_pretrained", root / "classifier", "--trainer.max_epochs", "3",
+    classifier = fit_config("textcat_sample_pretrained", root / "classifier", "--trainer.max_epochs", "3",
                       "--model.init_args.init_from.forward", str(forward),
                       "--model.init_args.init_from.backward", str(backward),
                       "--model.init_args.finetune.unfreeze_every", "0.5",

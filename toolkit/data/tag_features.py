@@ -100,10 +100,12 @@ class TaggingFeaturizer:
             "words": self.words.encode([token.lower() for token in tokens] if lower else tokens),
             "casing": [casing_id(token) for token in tokens],
         } for tokens in sentences]
-        for direction, vocab in self.lm_vocabs.items():
-            fold = self.settings.lm_lowercase
-            for item, tokens in zip(encoded, sentences, strict=True):
-                item[f"lm_{direction}"] = vocab.encode([token.lower() for token in tokens] if fold else tokens)
+        if self.lm_vocabs:  # folded once, looked up in each LM's vocabulary
+            lm_tokens = [[token.lower() for token in tokens] for tokens in sentences] if self.settings.lm_lowercase \
+                else sentences
+            for direction, vocab in self.lm_vocabs.items():
+                for item, tokens in zip(encoded, lm_tokens, strict=True):
+                    item[f"lm_{direction}"] = vocab.encode(tokens)
         if self.use_chars:
             for item, tokens in zip(encoded, sentences, strict=True):
                 item["chars"] = [self.chars.encode(token[:limit]) for token in tokens]
