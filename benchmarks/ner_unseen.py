@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev", required=True, help="the labelled dev file")
     parser.add_argument("--out", help="JSON file for the table")
     args = parser.parse_args(argv)
+    if args.out and Path(args.out).resolve() in {Path(args.train).resolve(), Path(args.dev).resolve()}:
+        parser.error(f"--out {args.out} is one of the input files; give a new JSON file name")
 
     train = read_conll(args.train)
     scheme = detect_scheme([sentence.tags for sentence in train])
