@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from toolkit.argtypes import positive_int
+from toolkit.argtypes import port_number, positive_int
 
 SERVICE = "serving.service:BilstmService"
 
@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="model directories to serve (one per task: classify, tag, translate)")
     parser.add_argument("--model-tag", action="append", default=[], metavar="TAG",
                         help="a model imported into the BentoML store (python -m serving.import_model); repeatable")
-    parser.add_argument("--port", type=positive_int, default=3000)
+    parser.add_argument("--port", type=port_number, default=3000, help="TCP port, 1..65535 (default 3000)")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     batching = parser.add_argument_group("adaptive batching and workers (defaults: see docs/serving.md)")
     batching.add_argument("--max-batch-size", type=positive_int,
@@ -39,10 +39,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
                           help="onnx: each model's model.onnx on ONNX Runtime, CPU (BILSTM_BACKEND; bilstm export)")
     batching.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                           help="autocast dtype on CUDA (BILSTM_PRECISION)")
-    limits = parser.add_argument_group("request limits")
+    limits = parser.add_argument_group("request limits and overload (docs/serving.md, \"Overload\")")
     limits.add_argument("--max-texts", type=positive_int, help="most texts per request (BILSTM_MAX_TEXTS)")
     limits.add_argument("--max-chars", type=positive_int, help="most characters per text (BILSTM_MAX_CHARS)")
-    limits.add_argument("--beam-size", type=positive_int, help="beam size of /translate (BILSTM_TRANSLATE_BEAM_SIZE)")
+    limits.add_argument("--beam-size", type=positive_int,
+                        help="beam size of /translate, at most 64 (BILSTM_TRANSLATE_BEAM_SIZE)")
+    limits.add_argument("--max-new-tokens", type=positive_int,
+                        help="most tokens /generate may ask for per prompt, at most 2048 (BILSTM_MAX_NEW_TOKENS)")
+    limits.add_argument("--max-in-flight", type=positive_int,
+                        help="requests one route admits per worker, running + queued; more get 429 "
+                             "(BILSTM_MAX_IN_FLIGHT)")
+    limits.add_argument("--generate-concurrency", type=positive_int,
+                        help="/generate requests run at once per worker (BILSTM_GENERATE_CONCURRENCY)")
+    limits.add_argument("--generate-max-in-flight", type=positive_int,
+                        help="/generate requests admitted per worker, running + queued; more get 429 "
+                             "(BILSTM_GENERATE_MAX_IN_FLIGHT)")
+    limits.add_argument("--timeout-s", type=positive_int, help="request timeout in seconds (BILSTM_TIMEOUT_S)")
     parser.add_argument("--no-access-log", action="store_true", help="no log line per request (BILSTM_ACCESS_LOG=0)")
     parser.add_argument("--no-metrics", action="store_true", help="no Prometheus /metrics (BILSTM_METRICS=0)")
     parser.add_argument("--dry-run", action="store_true", help="check the models and print the command; do not serve")
@@ -52,7 +64,9 @@ OPTIONS = {  # argparse destination → environment variable
     "max_batch_size": "BILSTM_MAX_BATCH_SIZE", "max_latency_ms": "BILSTM_MAX_LATENCY_MS",
     "workers": "BILSTM_WORKERS", "threads": "BILSTM_THREADS", "gpus": "BILSTM_GPUS", "device": "BILSTM_DEVICE",
     "precision": "BILSTM_PRECISION", "max_texts": "BILSTM_MAX_TEXTS", "max_chars": "BILSTM_MAX_CHARS",
-    "beam_size": "BILSTM_TRANSLATE_BEAM_SIZE", "backend": "BILSTM_BACKEND",
+    "beam_size": "BILSTM_TRANSLATE_BEAM_SIZE", "backend": "BILSTM_BACKEND", "max_new_tokens": "BILSTM_MAX_NEW_TOKENS",
+    "max_in_flight": "BILSTM_MAX_IN_FLIGHT", "generate_concurrency": "BILSTM_GENERATE_CONCURRENCY",
+    "generate_max_in_flight": "BILSTM_GENERATE_MAX_IN_FLIGHT", "timeout_s": "BILSTM_TIMEOUT_S",
 }
 
 
@@ -124,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         shown = {k: v for k, v in env.items() if k.startswith("BILSTM_") and v}
         print(" ".join(f"{k}={v!r}" for k, v in sorted(shown.items())), " ".join(argv))
         return 0
-    print(f"bilstm serve: http://{args.host}:{args.port} (POST /classify, /tag, /translate; GET /readyz, /docs)",
+    print(f"bilstm serve: http://{args.host}:{args.port} (POST /classify, /tag, /translate, /score, /generate; "
+          "GET /readyz, /docs, /ui)",
           file=sys.stderr, flush=True)
     os.execve(argv[0], argv, env)
     return 0  # not reached

@@ -12,7 +12,9 @@ reach the batcher (it would fail every request batched with it). The gate answer
 415    a Content-Type other than JSON
 422    valid JSON of the wrong shape: not an object, ``texts`` missing or not a list of strings,
        an empty list, an empty or blank text, a text with a lone surrogate (``"\ud800"``), an unknown field
-503    the models are still loading (``Retry-After``), failed to load, or none are configured
+429    the route's lane is full on this worker (``serving.lanes``: ``route``, ``Retry-After``)
+503    the models are still loading (``Retry-After``), failed to load, or none are configured; or the
+       route's adaptive batcher shed the request to keep its latency budget (``route``, ``Retry-After``)
 =====  ==========================================================================================
 
 A request that passes is handed on unchanged (the body is replayed) to BentoML, which parses it again
@@ -36,9 +38,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import anyio
 from pydantic import BaseModel, ValidationError
 
+from serving.lanes import RouteLanes, log_refusal
 from serving.registry import ModelRegistry
 from serving.schemas import UNBATCHED_SUFFIX
 from serving.ui import MODELS_PATH, UI_PATHS, describe_models, patch_openapi, ui_page
@@ -56,16 +58,17 @@ class RequestGate:
     """ASGI middleware in front of the model endpoints (one route per task of ``toolkit.registry``, and /generate)."""
 
     def __init__(self, app: Any, registry: ModelRegistry, routes: dict[str, tuple[str, type[BaseModel]]],
-                 max_texts: int, max_chars: int, max_body_bytes: int) -> None:
-        """``routes``: path → (the task whose model answers it, the request model that validates its body)."""
+                 lanes: RouteLanes, max_texts: int, max_chars: int, max_body_bytes: int) -> None:
+        """``routes``: path → (the task whose model answers it, the request model that validates its body);
+        ``lanes``: each route's admission limit and threads (the requests it is answering now: a lone one skips
+        the batcher's wait)."""
         self.app = app
         self.registry = registry
         self.routes = routes
+        self.lanes = lanes
         self.max_texts = max_texts
         self.max_chars = max_chars
         self.max_body_bytes = max_body_bytes
-        self.in_flight: dict[str, int] = {}
-        """Requests of each route this worker is answering now (a lone one skips the batcher's wait)."""
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -81,7 +84,21 @@ class RequestGate:
         if route is None or scope.get("method") != "POST":
             await self.app(scope, receive, _json_errors(scope, send, self.routes))
             return
+        refused = self.lanes.refusal(path)
+        if refused is not None:  # before the body is read: a full lane costs the worker nothing more
+            log_refusal(429, path, f"{refused.in_flight} requests running or queued (limit {refused.limit})",
+                        refused.retry_after_s)
+            await self.lanes.hold(refused)
+            await _send_json(send, 429, refused.payload(), {"retry-after": str(refused.retry_after_s)})
+            return
+        with self.lanes.admitted(path):
+            await self._answer(path, route, scope, receive, send)
+
+    async def _answer(self, path: str, route: tuple[str, type[BaseModel]], scope: Scope, receive: Any,
+                      send: Any) -> None:
+        """Check one admitted model request and hand it on (or answer it here)."""
         task, request_model = route
+        lone = self.lanes.in_flight[path] == 1 and path != "/generate"  # only this request is on its route
         refusal = self._refuse_early(task, scope)
         body = b""
         if refusal is None:
@@ -108,15 +125,10 @@ class RequestGate:
 
         # A request alone on its route goes to the route's unbatched twin: the adaptive batcher would hold it for
         # a batch that never fills (p99 ~100 ms at concurrency 1); with others in flight it joins their batch.
-        lone = self.in_flight.get(path, 0) == 0 and path != "/generate"
-        self.in_flight[path] = self.in_flight.get(path, 0) + 1
-        try:
-            if lone:
-                target = path + UNBATCHED_SUFFIX
-                scope = {**scope, "path": target, "raw_path": target.encode()}
-            await self.app(scope, replay, send)
-        finally:
-            self.in_flight[path] -= 1
+        if lone:
+            target = path + UNBATCHED_SUFFIX
+            scope = {**scope, "path": target, "raw_path": target.encode()}
+        await self.app(scope, replay, _overload_answers(send, path, self.lanes))
 
     async def _serve_page(self, path: str, scope: Scope, receive: Any, send: Any) -> bool:
         """The GET routes the gate answers itself; False for every other path."""
@@ -143,7 +155,7 @@ class RequestGate:
         if not request.attention:
             return json.dumps({"texts": request.texts}).encode(), None
         try:
-            results = await anyio.to_thread.run_sync(functools.partial(
+            results = await self.lanes.run("/translate", functools.partial(
                 self.registry.predict, "translate", list(request.texts), batch_size=len(request.texts),
                 return_attention=True))
         except Exception as error:  # validated input: a failure here is a bug, said as one and logged
@@ -270,6 +282,52 @@ def _json_errors(scope: Scope, send: Any, routes: dict[str, Any]) -> Any:
             await _send_json(send, status, {"error": error}, headers)
 
     return send_json_errors
+
+
+GENERIC_ERROR = b"An unexpected error has occurred"
+"""The start of the message BentoML answers every 5xx with (its overload 503 included)."""
+
+
+def _overload_answers(send: Any, path: str, lanes: RouteLanes) -> Any:
+    """``send`` for a model route, with BentoML's own error answers restated in the API's JSON shape.
+
+    * the 503 of a request BentoML's adaptive batcher shed (its queue would have missed ``max_latency_ms``) says
+      which route is overloaded, with ``Retry-After``, and logs one line (BentoML's traceback is filtered out:
+      :class:`serving.lanes.DropOverloadTracebacks`);
+    * a 4xx BentoML wraps in a list (``[{"error": ...}]``) goes out as the object itself.
+    """
+    held: dict[str, Any] = {}
+
+    async def send_restated(message: dict) -> None:
+        if message["type"] == "http.response.start" and (message["status"] == 503 or 400 <= message["status"] < 500):
+            held["start"], held["body"] = message, b""
+            return
+        if "start" not in held:
+            await send(message)
+            return
+        held["body"] += message.get("body", b"")
+        if message.get("more_body", False):
+            return
+        status, body = held["start"]["status"], held["body"]
+        if status == 503 and GENERIC_ERROR in body:
+            retry = lanes.retry_after(path)
+            log_refusal(503, path, "the adaptive batcher shed the request to keep its latency budget", retry)
+            await _send_json(send, 503, {
+                "error": f"{path} is overloaded on this worker: its batcher dropped the request to keep the queueing "
+                         f"budget (BILSTM_MAX_LATENCY_MS); retry after {retry} s", "route": path,
+                "retry_after_s": retry}, {"retry-after": str(retry)})
+            return
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if isinstance(payload, list) and len(payload) == 1 and isinstance(payload[0], dict) and "error" in payload[0]:
+            await _send_json(send, status, payload[0], {})
+            return
+        await send(held["start"])
+        await send({"type": "http.response.body", "body": body})
+
+    return send_restated
 
 
 def _no_route(path: str, routes: dict[str, Any]) -> str:

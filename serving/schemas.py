@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from toolkit.data.textrules import text_problem
+from toolkit.limits import MAX_TEMPERATURE, SEED_RANGE
 
 
 def _usable_text(text: str) -> str:
@@ -66,10 +67,15 @@ def generate_request_model(max_prompts: int, max_chars: int, max_new_tokens: int
         prompts: list[prompt] = Field(min_length=1, max_length=max_prompts,
                                       description=f"1 to {max_prompts} prompts of at most {max_chars} characters")
         max_tokens: int = Field(50, ge=1, le=max_new_tokens, description="most tokens to generate per prompt")
-        temperature: float = Field(1.0, ge=0, le=100, description="0 = always the most likely token")
+        temperature: float = Field(1.0, ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False,
+                                   description="0 = always the most likely token; any temperature above 0, however "
+                                               "small, is served (one that underflows samples the most likely token)")
         top_k: int = Field(0, ge=0, description="sample from the k most likely tokens (0 = all)")
-        top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: the smallest set with this mass")
-        seed: int | None = Field(None, description="the same seed and prompts give the same continuations")
+        top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False,
+                             description="nucleus sampling: the smallest set with this mass (the most likely token "
+                                         "is always kept)")
+        seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1],
+                                 description="unsigned 64-bit; the same seed and prompts give the same continuations")
 
     return GenerateRequest
 

@@ -13,6 +13,10 @@ Adaptive batching: each endpoint is ``batchable``; BentoML's dispatcher joins th
 requests into one ``Predictor.predict`` call of at most ``BILSTM_MAX_BATCH_SIZE`` texts. Requests are
 validated by the :class:`~serving.gate.RequestGate` before they can join a batch, so a bad request gets
 its own 4xx and never fails the requests batched with it.
+
+Isolation: every endpoint is a coroutine that runs its model call on its route's own threads
+(:mod:`serving.lanes`), not on the one thread BentoML shares between all synchronous endpoints of a worker, and
+the gate admits at most a bounded number of requests per route (429 beyond): a slow route cannot starve another.
 """
 
 from __future__ import annotations
@@ -24,11 +28,14 @@ import bentoml
 from bentoml.exceptions import UnprocessableEntity
 from bentoml.models import BentoModel
 from bentoml.validators import ContentType
+from starlette.responses import JSONResponse
 
 from serving.gate import RequestGate
+from serving.lanes import DropOverloadTracebacks, LaneLimits, RouteLanes
 from serving.registry import ModelRegistry, resolve_sources
 from serving.schemas import UNBATCHED_SUFFIX, model_routes, result_model
 from serving.settings import ServeSettings
+from toolkit.errors import InputError
 from toolkit.registry import TASKS, load_piece
 
 logger = logging.getLogger("bentoml.bilstm")  # under "bentoml": BentoML logs it
@@ -39,6 +46,11 @@ ROUTES = model_routes(SETTINGS.max_texts, SETTINGS.max_chars, SETTINGS.max_new_t
 TextsRequest = ROUTES["/classify"][1]
 GenerateRequest = ROUTES["/generate"][1]
 REGISTRY = ModelRegistry()  # this worker's models; shared by the service instance and the request gate
+GENERATE = "/generate"
+LANES = RouteLanes({  # this worker's per-route admission and threads; shared with the request gate
+    route: LaneLimits(SETTINGS.generate_concurrency, SETTINGS.generate_max_in_flight) if route == GENERATE
+    else LaneLimits(1, SETTINGS.max_in_flight) for route in ROUTES})
+logging.getLogger("bentoml._internal.server.http_app").addFilter(DropOverloadTracebacks())
 # A declared media type spares BentoML from rebuilding the output's JSON schema on every response to find it
 # (a quarter of the event loop's time per request here).
 JSON = ContentType("application/json")
@@ -68,15 +80,20 @@ class BilstmService:
         """``/readyz``: 200 only once every configured model is loaded on this worker."""
         return self.registry.ready
 
-    def _run(self, task: str, texts: list[str]) -> list[dict[str, Any]]:
-        """Predict a batch (the texts of one or more requests).
+    def _run(self, task: str, texts: list[str], batched: bool = True) -> list[dict[str, Any]] | JSONResponse:
+        """Predict a batch (the texts of one or more requests; one request's when not ``batched``).
 
         The gate has validated every text, so a failure here is a bug. It would fail every request in the
         batch, so the batch is retried text by text: when each text alone succeeds, every request gets its
-        answer; a text that fails alone makes the batch a 422 naming the problem (and it is logged).
+        answer; a text that fails alone makes the batch a 422 naming the problem (and it is logged). A single
+        request the model refuses as input (InputError) gets its own 422 with the model's message.
         """
         try:
             return self.registry.predict(task, texts, batch_size=SETTINGS.max_batch_size)
+        except InputError as error:
+            if not batched:
+                return _unprocessable(error)
+            logger.exception("bilstm: /%s failed on a batch of %d texts; retrying them one by one", task, len(texts))
         except Exception:
             logger.exception("bilstm: /%s failed on a batch of %d texts; retrying them one by one", task, len(texts))
         results = []
@@ -89,11 +106,23 @@ class BilstmService:
         return results
 
 
-def _generate(self: BilstmService, prompts: list[str], max_tokens: int = 50, temperature: float = 1.0, top_k: int = 0,
-              top_p: float = 1.0, seed: int | None = None) -> list[dict[str, Any]]:
-    """Continuations sampled from the language model, one per prompt, in order."""
-    return self.registry.generate(prompts, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
-                                  top_p=top_p, seed=seed)
+def _unprocessable(error: InputError) -> JSONResponse:
+    """The 422 of a request whose values the schema accepts but the model cannot take (a prompt over the token
+    limit)."""
+    return JSONResponse({"error": f"invalid request: {error}"}, status_code=422)
+
+
+async def _generate(self: BilstmService, prompts: list[str], max_tokens: int = 50, temperature: float = 1.0,
+                    top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> list[dict[str, Any]] | JSONResponse:
+    """Continuations sampled from the language model, one per prompt, in order (on the /generate lane's threads)."""
+    def generate() -> list[dict[str, Any]] | JSONResponse:
+        try:
+            return self.registry.generate(prompts, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                                          top_p=top_p, seed=seed)
+        except InputError as error:
+            return _unprocessable(error)
+
+    return await LANES.run(GENERATE, generate)
 
 
 def _endpoint(task: str, route: str, result: type, batched: bool = True) -> Any:
@@ -103,9 +132,10 @@ def _endpoint(task: str, route: str, result: type, batched: bool = True) -> Any:
     that is alone on its route (the batcher would only make it wait).
     """
     model = result_model(result, f"{route.capitalize()}Result")
+    path = f"/{route}"
 
-    def endpoint(self: BilstmService, texts: list[str]) -> list[dict[str, Any]]:
-        return self._run(task, texts)
+    async def endpoint(self: BilstmService, texts: list[str]) -> list[dict[str, Any]] | JSONResponse:
+        return await LANES.run(path, self._run, task, texts, batched)
 
     endpoint.__name__ = endpoint.__qualname__ = route if batched else route + UNBATCHED_SUFFIX
     endpoint.__doc__ = f"{result.__doc__.splitlines()[0]} One result per text, in order."
@@ -135,6 +165,6 @@ for _attribute, _tag in _bento_model_attributes():
 BilstmService = bentoml.service(  # type: ignore[misc]
     name="bilstm", description="BiLSTM classifier, tagger and translator", **SETTINGS.service_config()
 )(BilstmService)
-BilstmService.add_asgi_middleware(RequestGate, registry=REGISTRY, routes=ROUTES,
+BilstmService.add_asgi_middleware(RequestGate, registry=REGISTRY, routes=ROUTES, lanes=LANES,
                                   max_texts=SETTINGS.max_texts, max_chars=SETTINGS.max_chars,
                                   max_body_bytes=SETTINGS.max_body_bytes)

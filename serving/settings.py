@@ -12,14 +12,17 @@ BILSTM_MAX_TEXTS               64            most texts in one request (more →
 BILSTM_MAX_CHARS               5000          most characters in one text (more → 413)
 BILSTM_MAX_BATCH_SIZE          64            adaptive batching: most texts run together
 BILSTM_MAX_LATENCY_MS          2000          adaptive batching: queueing budget before a 503 (see docs)
+BILSTM_MAX_IN_FLIGHT           256           requests one route admits per worker (running + queued; more → 429)
+BILSTM_GENERATE_CONCURRENCY    1             /generate requests that run at once per worker (the rest queue)
+BILSTM_GENERATE_MAX_IN_FLIGHT  16            /generate requests admitted per worker (running + queued; more → 429)
 BILSTM_WORKERS                 1             worker processes on CPU (each loads every model)
 BILSTM_THREADS                 1             torch intra-op threads per CPU worker
 BILSTM_GPUS                    0             GPUs: one worker and one model copy per GPU (``cuda:i``)
 BILSTM_DEVICE                  auto          ``auto`` (CUDA when the worker has a GPU), ``cpu`` or ``cuda``
 BILSTM_PRECISION               fp32          ``fp32``, ``bf16`` or ``fp16``: autocast on CUDA (ignored on CPU)
 BILSTM_BACKEND                 torch         ``torch`` or ``onnx`` (each model's ``model.onnx``, CPU; ``bilstm export``)
-BILSTM_TRANSLATE_BEAM_SIZE     (model's)     beam size for /translate (1 = greedy)
-BILSTM_MAX_NEW_TOKENS          256           most tokens /generate may ask for per prompt
+BILSTM_TRANSLATE_BEAM_SIZE     (model's)     beam size for /translate (1 = greedy; at most 64)
+BILSTM_MAX_NEW_TOKENS          256           most tokens /generate may ask for per prompt (at most 2048)
 BILSTM_TIMEOUT_S               60            request timeout (BentoML traffic.timeout)
 BILSTM_ACCESS_LOG              1             ``0`` turns off BentoML's per-request access log line
 BILSTM_METRICS                 1             ``0`` turns off BentoML's Prometheus ``/metrics`` (and its cost)
@@ -33,13 +36,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from toolkit.errors import ConfigError
+from toolkit.limits import MAX_NEW_TOKENS, MAX_SERVE_BEAM_SIZE
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("torch", "onnx")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -49,6 +53,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} must be at most {maximum}")
     return value
 
 
@@ -73,6 +79,9 @@ class ServeSettings:
     max_chars: int = 5000
     max_batch_size: int = 64
     max_latency_ms: int = 2000
+    max_in_flight: int = 256
+    generate_concurrency: int = 1
+    generate_max_in_flight: int = 16
     workers: int = 1
     threads: int = 1
     gpus: int = 0
@@ -86,6 +95,10 @@ class ServeSettings:
     metrics: bool = True
 
     def __post_init__(self) -> None:
+        if self.generate_max_in_flight < self.generate_concurrency:
+            raise ConfigError(f"BILSTM_GENERATE_MAX_IN_FLIGHT={self.generate_max_in_flight} is below "
+                              f"BILSTM_GENERATE_CONCURRENCY={self.generate_concurrency}: admit at least as many "
+                              "/generate requests as may run at once")
         if self.backend == "onnx" and (self.gpus or self.device == "cuda"):
             raise ConfigError("BILSTM_BACKEND=onnx runs on the CPU (onnxruntime's CPU build): drop BILSTM_GPUS / "
                               "BILSTM_DEVICE=cuda, or serve the torch backend on the GPUs")
@@ -108,14 +121,18 @@ class ServeSettings:
             # BentoML's batchable endpoints refuse max_batch_size 1 (in every worker, at import: a crash loop)
             max_batch_size=_int(env, "BILSTM_MAX_BATCH_SIZE", cls.max_batch_size, minimum=2),
             max_latency_ms=_int(env, "BILSTM_MAX_LATENCY_MS", cls.max_latency_ms),
+            max_in_flight=_int(env, "BILSTM_MAX_IN_FLIGHT", cls.max_in_flight),
+            generate_concurrency=_int(env, "BILSTM_GENERATE_CONCURRENCY", cls.generate_concurrency),
+            generate_max_in_flight=_int(env, "BILSTM_GENERATE_MAX_IN_FLIGHT", cls.generate_max_in_flight),
             workers=_int(env, "BILSTM_WORKERS", cls.workers),
             threads=_int(env, "BILSTM_THREADS", cls.threads),
             gpus=_int(env, "BILSTM_GPUS", cls.gpus, minimum=0),
             device=_choice(env, "BILSTM_DEVICE", DEVICES),
             precision=_choice(env, "BILSTM_PRECISION", PRECISIONS),
             backend=_choice(env, "BILSTM_BACKEND", BACKENDS),
-            translate_beam_size=_int(env, "BILSTM_TRANSLATE_BEAM_SIZE", 1) if beam else None,
-            max_new_tokens=_int(env, "BILSTM_MAX_NEW_TOKENS", cls.max_new_tokens),
+            translate_beam_size=(_int(env, "BILSTM_TRANSLATE_BEAM_SIZE", 1, maximum=MAX_SERVE_BEAM_SIZE)
+                                 if beam else None),
+            max_new_tokens=_int(env, "BILSTM_MAX_NEW_TOKENS", cls.max_new_tokens, maximum=MAX_NEW_TOKENS),
             timeout_s=_int(env, "BILSTM_TIMEOUT_S", cls.timeout_s),
             access_log=_flag(env, "BILSTM_ACCESS_LOG"),
             metrics=_flag(env, "BILSTM_METRICS"),

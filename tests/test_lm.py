@@ -100,12 +100,29 @@ def test_generation_is_reproducible_and_respects_top_k_and_top_p(predictor):
     assert first[0].full_text.startswith("the farmer ")
 
 
+@pytest.mark.parametrize("sampling", [{"temperature": 1e-300}, {"temperature": 5e-324}, {"top_p": 1e-320},
+                                      {"top_p": 5e-324, "temperature": 1e-310}, {"top_k": 10**30, "top_p": 1e-300}])
+def test_underflowing_temperature_or_top_p_is_served_as_the_most_likely_token(predictor, sampling):
+    """Values the range checks accept but float32 rounds to 0 used to end in NaN probabilities (torch refused them)."""
+    greedy = predictor.generate(["the farmer", ""], max_tokens=10, temperature=0)
+    assert predictor.generate(["the farmer", ""], max_tokens=10, seed=2, **sampling) == greedy
+
+
+def test_seeds_are_unsigned_64_bit(predictor):
+    assert predictor.generate(["x"], max_tokens=3, seed=2**64 - 1) == predictor.generate(["x"], max_tokens=3,
+                                                                                          seed=2**64 - 1)
+    for seed in (2**64, -1):
+        with pytest.raises(InputError, match=r"seed must be an integer in 0\.\.18446744073709551615"):
+            predictor.generate(["x"], seed=seed)
+
+
 def test_top_k_and_top_p_filters():
     log_probs = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     assert torch.isfinite(filter_scores(log_probs, 2, 1.0)).tolist() == [[True, True, False, False]]
     assert torch.isfinite(filter_scores(log_probs, 0, 0.7)).tolist() == [[True, True, False, False]]
     assert torch.isfinite(filter_scores(log_probs, 0, 0.5)).tolist() == [[True, False, False, False]]
     assert torch.isfinite(filter_scores(log_probs, 0, 1.0)).all()
+    assert torch.isfinite(filter_scores(log_probs, 0, 1e-320)).tolist() == [[True, False, False, False]]
 
 
 def test_bad_inputs_get_clear_errors(predictor, tmp_path):
@@ -138,6 +155,11 @@ def test_the_cli_evaluates_generates_and_labels(lm_model_dir, tmp_path):
     first, second = run_bilstm(*generate), run_bilstm(*generate)
     assert first.returncode == 0 and first.stdout == second.stdout
     assert json.loads(first.stdout)["prompt"] == "the farmer"
+    for options, words in ((["--seed", str(2**64)], "seed must be an integer in 0..18446744073709551615"),
+                           (["--prompt", "word " * 600], "prompt 0 has 600 tokens, over the limit of 512"),
+                           (["--temperature", "nan"], "temperature must be a number in [0, 100]")):
+        refused = run_bilstm("generate", str(lm_model_dir), *options)
+        assert refused.returncode == 2 and words in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
     source = tmp_path / "lines.txt"
     source.write_text("the cat runs behind the barn .\nbarn the behind runs cat the .\n")
     labelled = run_bilstm("label", str(lm_model_dir), str(source), str(tmp_path / "out.jsonl"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.serving.conftest import LIMITS
@@ -89,3 +89,68 @@ def test_well_formed_requests_get_the_documented_answer(client, task, batch):
                 assert all(text[e["start"]:e["end"]] == e["text"] for e in result["entities"])
             else:
                 assert abs(sum(result["probabilities"].values()) - 1) < 1e-4
+
+
+def _numbers(schema: dict, integers: bool) -> st.SearchStrategy:
+    """Numbers around a property's bounds (just inside and just outside), tiny and huge ones, and anything else."""
+    bounds = [schema[key] for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if key in schema]
+    low = schema.get("minimum", schema.get("exclusiveMinimum"))
+    high = schema.get("maximum", schema.get("exclusiveMaximum"))
+    if integers:
+        edges = [edge + step for edge in bounds for step in (-1, 0, 1)] + [2**63 - 1, 2**63, 2**64 - 1, 2**64, -2**63]
+        return st.integers(low, high) | st.sampled_from(edges) | st.integers()
+    edges = [edge + step for edge in bounds for step in (-1e-9, 0.0, 1e-9)]
+    edges += [5e-324, 1e-320, 1e-310, 1e-300, 1e-45, 1e-38, -5e-324, 1e308, 3.4e38, 0.0, -0.0]
+    inside = st.floats(low, high, exclude_min="exclusiveMinimum" in schema, exclude_max="exclusiveMaximum" in schema)
+    return inside | st.sampled_from(edges) | st.floats(allow_nan=False, allow_infinity=False) | st.integers(-3, 300)
+
+
+def from_schema(schema: dict) -> st.SearchStrategy:
+    """Request bodies drawn from a route's own JSON schema (the one /docs.json publishes), near and past its limits."""
+    kinds = schema.get("anyOf")
+    if kinds:
+        return st.one_of([from_schema(kind) for kind in kinds])
+    kind = schema.get("type")
+    if kind == "object":
+        properties = {name: from_schema(part) for name, part in schema["properties"].items()}
+        required = set(schema.get("required", ()))
+        return st.fixed_dictionaries({n: s for n, s in properties.items() if n in required},
+                                     optional={n: s for n, s in properties.items() if n not in required})
+    if kind == "array":
+        items, low, high = from_schema(schema["items"]), schema.get("minItems", 0), schema.get("maxItems", 4)
+        return st.lists(items, min_size=low, max_size=high) | st.lists(items, min_size=max(0, low - 1),
+                                                                         max_size=high + 1)
+    if kind == "string":  # as long as allowed, one more, and every kind of character
+        longest = schema.get("maxLength", 60)
+        return any_text | st.sampled_from(["word " * (longest // 5), "a" * (longest + 1), ""])
+    if kind in ("integer", "number"):
+        return _numbers(schema, integers=kind == "integer")
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "null":
+        return st.none()
+    raise AssertionError(f"no strategy for the schema {schema}")
+
+
+def route_schemas() -> dict[str, dict]:
+    from serving.schemas import model_routes
+
+    routes = model_routes(int(LIMITS["BILSTM_MAX_TEXTS"]), int(LIMITS["BILSTM_MAX_CHARS"]), 256)
+    return {path: model.model_json_schema() for path, (_, model) in routes.items()}
+
+
+@pytest.mark.parametrize("path", sorted(route_schemas()))
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_no_body_a_route_schema_describes_gets_a_5xx(client, path, data):
+    """Every value the schema accepts is served, and every other one is a 4xx naming the problem (issue 23)."""
+    body = data.draw(from_schema(route_schemas()[path]))
+    response = client.post(path, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    event(f"status {response.status_code}")
+    assert response.status_code < 500, (body, response.status_code, response.text[:500])
+    payload = response.json()
+    if response.status_code == 200:
+        items = body.get("texts", body.get("prompts"))
+        assert isinstance(payload, list) and len(payload) == len(items)
+    else:
+        assert isinstance(payload, dict) and payload["error"], payload

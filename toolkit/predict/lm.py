@@ -21,13 +21,11 @@ from toolkit.data.lm_text import TextToTokens, read_lines, token_stream
 from toolkit.data.textrules import SURROGATE, excerpt
 from toolkit.data.vocab import Vocab
 from toolkit.errors import InputError
+from toolkit.limits import MAX_NEW_TOKENS, MAX_PROMPT_TOKENS, MAX_TEMPERATURE, SEED_RANGE
 from toolkit.metrics import perplexity_scores
 from toolkit.predict.base import TaskPredictor
 from toolkit.specs.base import Opened
 from toolkit.specs.lm import SPEC
-
-MAX_PROMPT_TOKENS = 512
-MAX_NEW_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -81,20 +79,39 @@ class Sampling:
     top_p: float = 1.0
     """Keep the smallest set of most likely tokens whose probability reaches ``top_p`` (nucleus sampling)."""
     seed: int | None = None
+    """Seeds the sampler (``SEED_RANGE``: unsigned 64-bit); None draws a fresh seed."""
 
     def validate(self) -> None:
-        if not isinstance(self.max_tokens, int) or not 1 <= self.max_tokens <= MAX_NEW_TOKENS:
+        """Raise InputError naming the first field out of range. Every value that passes is served: a temperature
+        or top_p so small that it underflows samples the most likely token (see :func:`sample_next`)."""
+        if not _is_int(self.max_tokens) or not 1 <= self.max_tokens <= MAX_NEW_TOKENS:
             raise InputError(f"max_tokens must be an integer in 1..{MAX_NEW_TOKENS}, got {self.max_tokens!r}")
-        if not (isinstance(self.temperature, (int, float)) and 0 <= self.temperature <= 100):
-            raise InputError(f"temperature must be a number in [0, 100] (0 = greedy), got {self.temperature!r}")
-        if not isinstance(self.top_k, int) or self.top_k < 0:
+        if not (_is_number(self.temperature) and 0 <= self.temperature <= MAX_TEMPERATURE):
+            raise InputError(f"temperature must be a number in [0, {MAX_TEMPERATURE:g}] (0 = greedy), "
+                             f"got {self.temperature!r}")
+        if not _is_int(self.top_k) or self.top_k < 0:
             raise InputError(f"top_k must be an integer >= 0 (0 = no limit), got {self.top_k!r}")
-        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+        if not (_is_number(self.top_p) and 0 < self.top_p <= 1):
             raise InputError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        low, high = SEED_RANGE
+        if self.seed is not None and not (_is_int(self.seed) and low <= self.seed <= high):
+            raise InputError(f"seed must be an integer in {low}..{high} (unsigned 64-bit) or absent, got {self.seed!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def filter_scores(log_probs: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """``[batch, vocab]`` log-probabilities with everything outside top-k / the top-p nucleus set to -inf."""
+    """``[batch, vocab]`` log-probabilities with everything outside top-k / the top-p nucleus set to -inf.
+
+    The most likely token always stays: a ``top_p`` below float32's smallest number (``1e-320`` as a float64) would
+    otherwise compare as 0 and drop every token, leaving nothing to sample.
+    """
     if top_k and top_k < log_probs.size(-1):
         kth = log_probs.topk(top_k, dim=-1).values[:, -1:]
         log_probs = log_probs.masked_fill(log_probs < kth, float("-inf"))
@@ -102,8 +119,25 @@ def filter_scores(log_probs: torch.Tensor, top_k: int, top_p: float) -> torch.Te
         ordered, order = log_probs.sort(dim=-1, descending=True)
         mass_before = ordered.softmax(-1).cumsum(-1) - ordered.softmax(-1)
         drop = mass_before >= top_p  # keep each token until the mass before it reaches top_p
+        drop[:, 0] = False
         log_probs = log_probs.masked_fill(drop.scatter(1, order, drop), float("-inf"))
     return log_probs
+
+
+def sample_next(scores: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """One token id per row of ``[batch, vocab]`` filtered log-probabilities (``-inf`` = excluded): ``[batch]``.
+
+    The scores are shifted so that each row's best is 0, then divided by the temperature in float64 (a float32
+    tensor would round ``1e-300`` to 0 and divide 0 by 0): the best token's weight is exp(0) = 1 at every
+    temperature, so a temperature small enough to overflow the division gives ``-inf`` for the others and
+    samples the most likely token, instead of rows of NaN that ``torch.multinomial`` refuses. Temperature 0
+    is greedy by definition.
+    """
+    if temperature == 0:
+        return scores.argmax(-1)
+    best = scores.max(dim=-1, keepdim=True).values
+    weights = ((scores - best).double() / temperature).softmax(-1)
+    return torch.multinomial(weights, 1, generator=generator)[:, 0]
 
 
 class LMPredictor(TaskPredictor):
@@ -204,10 +238,7 @@ class LMPredictor(TaskPredictor):
         live = list(range(len(prompts)))
         for _ in range(sampling.max_tokens):
             scores = filter_scores(log_probs, sampling.top_k, sampling.top_p).cpu()
-            if sampling.temperature == 0:
-                chosen = scores.argmax(-1)
-            else:
-                chosen = torch.multinomial((scores / sampling.temperature).softmax(-1), 1, generator=generator)[:, 0]
+            chosen = sample_next(scores, sampling.temperature, generator)
             keep = []
             for row, token in enumerate(chosen.tolist()):
                 generated[live[row]].append(token)
