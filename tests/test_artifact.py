@@ -1,4 +1,6 @@
+import errno
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -158,3 +160,43 @@ def test_a_folder_read_whole_may_hold_only_listed_files(tmp_path):
     (path / "transformer" / "tokenizer_config.json").write_text('{"auto_map": {}}')
     with pytest.raises(ModelDirError, match=r"holds files meta\.json does not list \(transformer/tokenizer_config"):
         load_model_dir(path).folder("transformer")
+
+
+def test_a_full_disk_leaves_no_model_directory_and_keeps_an_old_one(tmp_path):
+    from tests.test_cli_errors import tiny_disk
+    from toolkit.errors import OutputError
+
+    big = {"w": torch.ones(64, 1024)}  # 256 kB of weights
+    with tiny_disk(tmp_path / "disk", "400k") as disk:
+        meta = ModelMeta("classify", {"x": 1}, ["a", "b"], {})
+        with pytest.raises(OutputError, match=rf"cannot write the model directory {disk / 'm'}: No space left on "
+                                              "device; nothing was written there"):
+            save_model_dir(disk / "m", meta, state_dict={"w": torch.ones(128, 1024)})  # 512 kB: does not fit
+        assert list(disk.iterdir()) == []  # neither the directory nor its staging copy
+        save_model_dir(disk / "m", meta, state_dict=big)
+        old = {item.name: item.read_bytes() for item in (disk / "m").iterdir()}
+        with pytest.raises(OutputError, match="a model already there is kept"):
+            save_model_dir(disk / "m", meta, state_dict=big)  # a second copy beside the first does not fit
+        assert {item.name: item.read_bytes() for item in (disk / "m").iterdir()} == old
+        assert sorted(item.name for item in disk.iterdir()) == ["m"]
+        assert torch.equal(load_model_dir(disk / "m").state_dict["w"], big["w"])
+
+
+def test_a_swap_whose_second_rename_fails_puts_the_old_model_back(tmp_path, monkeypatch):
+    """The rename of the new directory into place fails (injected: it needs a fault between two renames)."""
+    import toolkit.artifact as artifact
+
+    write(tmp_path / "m", training={"metrics": {"acc": 0.5}})
+    real_replace = os.replace
+
+    def replace(source, target):
+        if ".tmp-" in str(source):  # the staging directory moving in as the model
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        real_replace(source, target)
+
+    monkeypatch.setattr(artifact.os, "replace", replace)
+    with pytest.raises(artifact.OutputError, match="No space left on device"):
+        write(tmp_path / "m", training={"metrics": {"acc": 0.9}})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # back in place now, not at the next load
+    assert load_model_dir(tmp_path / "m").meta.training["metrics"] == {"acc": 0.5}

@@ -10,29 +10,56 @@ Layout (no pickle anywhere)::
 This module knows files, not tasks: what a task's meta.json holds and how its network is rebuilt is the task's
 spec (``toolkit.specs``). Loading validates the contract and fails with a :class:`~toolkit.errors.ModelDirError`
 that names the missing or mismatched piece. Directories are written atomically: a crash mid-export never leaves
-a half-written model where a good one was.
+a half-written model where a good one was. A write that fails (disk full, read-only, no permission) removes
+what it had written and is one :class:`~toolkit.errors.OutputError` line: the directory is complete or absent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import ModelDirError
+from toolkit.errors import ModelDirError, OutputError
 from toolkit.registry import task_names
 from toolkit.specs.meta import FORMAT_VERSION, ModelMeta, upgrade
 
 META_FILE = "meta.json"
 WEIGHTS_FILE = "model.safetensors"
 
-__all__ = ["FORMAT_VERSION", "META_FILE", "WEIGHTS_FILE", "ModelDir", "ModelMeta", "add_files", "check_files",
-           "load_model_dir", "read_meta", "replace_directory", "save_model_dir"]
+__all__ = ["FORMAT_VERSION", "META_FILE", "WEIGHTS_FILE", "WRITE_ERRNOS", "ModelDir", "ModelMeta", "add_files",
+           "cannot_write", "check_files", "load_model_dir", "read_meta", "replace_directory", "save_model_dir",
+           "writing"]
+
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+WRITE_ERRNOS = FULL_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM}
+"""The OSErrors a user can cause by where they write (no room, read-only, not theirs) rather than a bug."""
+
+
+def cannot_write(error: OSError, what: str, outcome: str = "", elsewhere: str = "write it elsewhere") -> OutputError:
+    """One line for a write that failed with one of :data:`WRITE_ERRNOS`: what, why, what was left, what to do.
+
+    Args:
+        error: the failure.
+        what: what could not be written, with its path ("the model directory runs/x/model").
+        outcome: what is left on disk ("nothing was written there").
+        elsewhere: how to write it somewhere else ("choose another --export_dir").
+    """
+    if error.errno in FULL_ERRNOS:
+        advice = f"free some disk space or {elsewhere}"
+    else:
+        advice = f"{elsewhere}, or make it writable"
+    reason = error.strerror or str(error)
+    return OutputError(f"cannot write {what}: {reason}" + (f"; {outcome}" if outcome else "") + f": {advice}, "
+                       "then run again")
 
 
 @dataclass
@@ -148,7 +175,11 @@ def replace_directory(staging: Path, target: Path) -> None:
             raise ModelDirError(f"{target} exists and is not a model directory; refusing to overwrite it")
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
-        os.replace(staging, target)
+        try:
+            os.replace(staging, target)
+        except BaseException:
+            os.replace(old, target)  # the old model goes back rather than waiting for the next load's recovery
+            raise
         _fsync(target.parent)
         shutil.rmtree(old, ignore_errors=True)
     else:
@@ -187,27 +218,41 @@ def save_model_dir(
         json_files: side files to write as JSON, e.g. ``{"vocab.json": {...}}``.
         extra_files: existing files to copy in, e.g. a transformer's ``config.json``.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     if meta.task not in task_names():
         raise ValueError(f"unknown task {meta.task!r}; choose one of {task_names()}")
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state_dict.items()}
-        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": "pt", "task": meta.task})
-        for name, content in (json_files or {}).items():
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            (staging / name).write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
-        for name, source in (extra_files or {}).items():
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, staging / name)
-        _finish(staging, meta, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with writing(f"the model directory {target}", "nothing was written there (a model already there is kept)"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in state_dict.items()}
+            # Serialised in memory and written by Python (not save_file): a full disk is then an OSError with
+            # its errno, which safetensors' own writer turns into a plain SafetensorError.
+            (staging / WEIGHTS_FILE).write_bytes(save(tensors, metadata={"format": "pt", "task": meta.task}))
+            for name, content in (json_files or {}).items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                (staging / name).write_text(json.dumps(content, ensure_ascii=False), encoding="utf-8")
+            for name, source in (extra_files or {}).items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, staging / name)
+            _finish(staging, meta, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return target
+
+
+@contextlib.contextmanager
+def writing(what: str, outcome: str, elsewhere: str = "write it elsewhere") -> Iterator[None]:
+    """Turn a write failure of :data:`WRITE_ERRNOS` inside the block into :func:`cannot_write`'s one line."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in WRITE_ERRNOS:
+            raise
+        raise cannot_write(error, what, outcome, elsewhere) from None
 
 
 def read_meta(path: str | Path) -> ModelMeta:
@@ -305,15 +350,17 @@ def add_files(path: str | Path, new_files: dict[str, Path], backends: dict[str, 
     root = Path(path)
     meta = read_meta(root)
     check_files(root, meta.files)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        sources = {name: root / name for name in meta.files} | new_files
-        for name, source in sources.items():
-            (staging / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, staging / name)
-        meta.backends = {**meta.backends, **backends}
-        _finish(staging, meta, root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with writing(f"{', '.join(new_files)} into the model directory {root}", "the directory is unchanged",
+                 "copy the model directory to another disk and export it there"):
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+        try:
+            sources = {name: root / name for name in meta.files} | new_files
+            for name, source in sources.items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, staging / name)
+            meta.backends = {**meta.backends, **backends}
+            _finish(staging, meta, root)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return root

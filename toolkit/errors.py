@@ -37,3 +37,10 @@ class InputError(ToolkitError, ValueError):
 
 class ExportError(ToolkitError, RuntimeError):
     """An export does not reproduce the model (e.g. ONNX Runtime disagrees with torch); nothing was written."""
+
+
+class OutputError(ToolkitError):
+    """An output cannot be written (disk full, read-only, no permission): names it and what to do.
+
+    Whoever raises it has removed what it had half-written, so nothing incomplete is left to be trusted later.
+    """

@@ -193,15 +193,27 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
         import onnxruntime
     except ImportError:
         raise ConfigError("ONNX export needs onnx and onnxruntime: pip install 'bilstm-toolkit[onnx]'") from None
-    from toolkit.artifact import add_files
+    from toolkit.artifact import writing
     from toolkit.predict import Predictor
 
     predictor = Predictor.load(model_dir, device="cpu")
     _check_exportable(predictor)
-    if predictor.task == "translate":  # two graphs, driven by the search in torch: toolkit/onnx_seq2seq.py
-        from toolkit.onnx_seq2seq import export_translator
+    # The graphs are written to a temporary folder (removed afterwards, whatever happens) and only then copied,
+    # checksummed, into a new copy of the model directory that replaces it (add_files): a full disk leaves no
+    # partial model.onnx anywhere, and the model directory as it was.
+    with writing(f"the ONNX export in the temporary folder {tempfile.gettempdir()}", f"{model_dir} is unchanged",
+                 "set TMPDIR to another folder"):
+        if predictor.task == "translate":  # two graphs, driven by the search in torch: toolkit/onnx_seq2seq.py
+            from toolkit.onnx_seq2seq import export_translator
 
-        return export_translator(predictor, model_dir, int8)
+            return export_translator(predictor, model_dir, int8)
+        return _export_one_graph(predictor, model_dir, int8, onnxruntime.__version__)
+
+
+def _export_one_graph(predictor: Any, model_dir: str | Path, int8: bool, ort_version: str) -> dict[str, Any]:
+    """Export, check and add the one graph of a classifier, tagger or language model (see :func:`export_onnx`)."""
+    from toolkit.artifact import add_files
+
     recipe = RECIPES[predictor.task](predictor)
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path = Path(scratch) / ONNX_FILE
@@ -219,7 +231,7 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
                              "inputs": list(recipe.input_names), "output": recipe.output_names[0],
                              **({"state_outputs": list(recipe.output_names[1:])} if len(recipe.output_names) > 1
                                 else {}),
-                             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+                             "torch": torch.__version__, "onnxruntime": ort_version,
                              "max_abs_output_diff": float(f"{largest:.3g}")}}
         if int8:
             int8_path = Path(scratch) / INT8_FILE
@@ -227,7 +239,7 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
             files[INT8_FILE] = int8_path
             backends["onnx-int8"] = {"file": INT8_FILE, "source": ONNX_FILE,
                                      "quantization": "onnxruntime dynamic, int8 weights",
-                                     "onnxruntime": onnxruntime.__version__}
+                                     "onnxruntime": ort_version}
         add_files(model_dir, files, backends)
     return backends
 

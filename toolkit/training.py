@@ -12,17 +12,23 @@ import json
 import re
 import shlex
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning import LightningDataModule
+from jsonargparse import ArgumentError
+from lightning_fabric.utilities.exceptions import MisconfigurationException
+from pytorch_lightning import LightningDataModule, Trainer
 from pytorch_lightning.callbacks import ModelSummary
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger
 
-from toolkit.errors import ConfigError
+from toolkit.artifact import FULL_ERRNOS, WRITE_ERRNOS, cannot_write
+from toolkit.config import Setting, describe_parse_error, given_settings, nearest_key
+from toolkit.errors import ConfigError, OutputError, ToolkitError
 from toolkit.provenance import provenance
 from toolkit.tasks import TaskModule
 
@@ -66,7 +72,61 @@ class ToolkitArgumentParser(LightningArgumentParser):
 
 
 class ToolkitCLI(LightningCLI):
-    """LightningCLI that links data-derived sizes into the model and exports a model directory."""
+    """LightningCLI that links data-derived sizes into the model and exports a model directory.
+
+    Mistakes in the arguments are one :class:`ConfigError` line each (no usage text, no traceback), before any
+    data is read: an unknown key with the nearest valid one, an invalid value with the option and the choices,
+    a Trainer plug-in name (strategy, accelerator, profiler) that Lightning does not know (checked before the
+    model is built), a value the model's own checks refuse. A run that cannot write its files is one
+    :class:`OutputError` line, with any checkpoint it cut short removed.
+    """
+
+    def __init__(self, *args: Any, argv: list[str], **kwargs: Any) -> None:
+        self.argv = argv  # the subcommand and its arguments, for naming a mistake the way it was written
+        started = time.time()
+        try:
+            super().__init__(*args, **kwargs)  # parses, builds, and runs the subcommand
+        except OSError as error:
+            trainer = getattr(self, "trainer", None)
+            root = Path(trainer.default_root_dir) if trainer is not None else None
+            if not _run_write_failure(error, root):
+                raise
+            removed = remove_incomplete_checkpoints(trainer, started)
+            outcome = f"the incomplete checkpoint {', '.join(map(str, removed))} was removed" if removed else ""
+            if _inside(error.filename, root) or _inside(error.filename, Path(tempfile.gettempdir())):
+                raise cannot_write(error, f"the run's files in {root}", outcome,
+                                   elsewhere="choose another --trainer.default_root_dir") from None
+            raise cannot_write(error, str(error.filename), outcome) from None
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as error:  # the parser is built with exit_on_error=False (see run)
+            subcommand = self.argv[0] if self.argv else ""
+            subparser = getattr(self, "_subcommand_parsers", {}).get(subcommand, parser)
+            raise ConfigError(describe_parse_error(str(error), subparser, self.argv[1:], ALLOWED_IMPORT_PATHS)
+                              ) from None
+
+    def before_instantiate_classes(self) -> None:
+        settings = given_settings(self.argv[1:], self._subcommand_parsers[self.subcommand])
+        check_trainer_choices(self.config[self.subcommand].get("trainer") or {}, settings)
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as error:  # jsonargparse wraps what the model's or data module's __init__ raised
+            cause = error.__cause__
+            if isinstance(cause, ValueError) and _raised_by_toolkit(cause):  # its checks of a setting's value
+                raise ConfigError(f"invalid setting: {' '.join(str(cause).split())}") from None
+            raise
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except ToolkitError:
+            raise
+        except (MisconfigurationException, ValueError) as error:  # Lightning's checks of the Trainer's arguments
+            raise ConfigError(f"invalid trainer settings: {' '.join(str(error).split())}") from None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--export_dir", type=str | None, default=None,
@@ -88,11 +148,15 @@ class ToolkitCLI(LightningCLI):
         config = self.config[self.config.subcommand]
         target = Path(config.get("export_dir") or Path(trainer.default_root_dir) / "model")
         metrics = {key: round(float(value), 6) for key, value in (results[0] if results else {}).items()}
-        path = export_model(model, datamodule, target, metrics, {
-            "epochs": trainer.current_epoch, "global_step": trainer.global_step,
-            "best_checkpoint": best or None,
-            "fit_seconds": round(time.perf_counter() - started, 1) if started else None,
-        }, provenance(config.as_dict(), config.get("seed_everything")))
+        try:
+            path = export_model(model, datamodule, target, metrics, {
+                "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+                "best_checkpoint": best or None,
+                "fit_seconds": round(time.perf_counter() - started, 1) if started else None,
+            }, provenance(config.as_dict(), config.get("seed_everything")))
+        except OutputError as error:  # disk full at the very end: say where the trained weights still are
+            kept = f"; the trained weights are kept in the checkpoint {best}" if best else ""
+            raise OutputError(f"{error} (--export_dir chooses where{kept})") from None
         print(json.dumps({"model_dir": str(path), "metrics": metrics}))
         print(f"model directory: {path}")
         command = learning_curves_command(trainer, path)
@@ -116,6 +180,99 @@ class ToolkitCLI(LightningCLI):
 
     def before_test(self) -> None:
         self._checkpoints_load_weights_only()
+
+
+def _run_write_failure(error: OSError, root: Path | None) -> bool:
+    """Whether ``error`` is the run failing to write its checkpoints/logs: no room (whatever the file, since
+    Lightning stages checkpoints in the temporary folder), or no permission inside the run directory."""
+    if root is None or error.errno not in WRITE_ERRNOS:
+        return False
+    return error.errno in FULL_ERRNOS or _inside(error.filename, root) or _inside(error.filename2, root)
+
+
+def _inside(name: Any, folder: Path) -> bool:
+    return isinstance(name, str | Path) and Path(name).resolve().is_relative_to(folder.resolve())
+
+
+def remove_incomplete_checkpoints(trainer: Any, since: float) -> list[Path]:
+    """Delete the checkpoints this run left cut short (a disk that filled up mid-copy); returns them.
+
+    Lightning writes a checkpoint to the temporary folder and then moves it into place, which is a copy when
+    the two are on different disks: a full disk leaves the first part of the file under its final name, and a
+    later ``--ckpt_path`` would try it. A complete checkpoint is a whole zip archive (torch.save's format).
+    """
+    import zipfile
+
+    removed = []
+    for callback in getattr(trainer, "checkpoint_callbacks", None) or []:
+        folder = Path(getattr(callback, "dirpath", None) or "")
+        if not getattr(callback, "dirpath", None) or not folder.is_dir():
+            continue
+        for checkpoint in folder.glob("*.ckpt"):
+            if (checkpoint.is_file() and not checkpoint.is_symlink() and checkpoint.stat().st_mtime >= since - 1
+                    and not zipfile.is_zipfile(checkpoint)):
+                checkpoint.unlink(missing_ok=True)
+                removed.append(checkpoint)
+    return removed
+
+
+def _raised_by_toolkit(error: BaseException) -> bool:
+    """Whether ``error`` was raised in this package's own code (a check), not deeper down (torch, a bug there)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(Path(__file__).resolve().parent)
+
+
+def strategy_names() -> list[str]:
+    """The names ``Trainer(strategy=...)`` takes: "auto" and Lightning's strategy registry."""
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    return ["auto", *StrategyRegistry.available_strategies()]
+
+
+def accelerator_names() -> list[str]:
+    """The names ``Trainer(accelerator=...)`` takes: "auto", "gpu" (either GPU kind) and Lightning's registry."""
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+
+    return ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
+
+
+def unknown_profiler(value: str) -> list[str] | None:
+    """None when ``Trainer(profiler=value)`` takes the name, else the names it takes.
+
+    Lightning keeps its table of profiler names inside its check (``_init_profiler``), so the check itself is
+    asked, and the names are read from what it answers; a name it takes is built once here and thrown away.
+    """
+    from types import SimpleNamespace
+
+    from pytorch_lightning.trainer.setup import _init_profiler
+
+    try:
+        _init_profiler(SimpleNamespace(), value)
+    except MisconfigurationException as error:
+        return re.findall(r"'([^']+)'", str(error).rpartition("one of")[2]) or [str(error)]
+    except Exception:  # a name Lightning knows that cannot run here (xla without torch_xla): Trainer() says so
+        return None
+    return None
+
+
+def check_trainer_choices(trainer: Any, settings: list[Setting]) -> None:
+    """A strategy, accelerator or profiler named by a string Lightning does not know: one line with the choices.
+
+    Checked before anything is built (Lightning itself would stop inside ``Trainer()`` with a traceback).
+    """
+    checks = (("strategy", lambda value: None if value.lower() in strategy_names() else strategy_names()),
+              ("accelerator", lambda value: None if value in accelerator_names() else accelerator_names()),
+              ("profiler", unknown_profiler))
+    for name, unknown in checks:
+        value = trainer.get(name)
+        names = unknown(value) if isinstance(value, str) else None
+        if names is None:
+            continue
+        near = nearest_key(value.lower(), names)
+        shown = next((setting.shown() for setting in reversed(settings) if setting.key == f"trainer.{name}"),
+                     f"trainer.{name}")
+        raise ConfigError(f"{shown}: unknown {name} {value!r}" + (f" (did you mean {near!r}?)" if near else "")
+                          + f"; Lightning's {name} names are: {', '.join(names)}")
 
 
 def learning_curves_command(trainer: Any, model_dir: str | Path) -> str | None:
@@ -148,6 +305,7 @@ def run(argv: list[str]) -> None:
     ToolkitCLI(
         TaskModule,
         LightningDataModule,
+        argv=argv,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},  # re-running into the same directory must not fail
@@ -157,6 +315,9 @@ def run(argv: list[str]) -> None:
         # Resuming uses the config given on the command line; checkpoints hold plain-dict hparams.
         load_from_checkpoint_support=False,
         parser_class=ToolkitArgumentParser,
+        # A parse error raises ArgumentError (ToolkitCLI.parse_arguments makes it one line) instead of
+        # printing the whole usage and exiting.
+        parser_kwargs={"exit_on_error": False},
     )
 
 
