@@ -11,19 +11,25 @@ Resuming is refused (:class:`ResumeError`, with what to do) when the model, the 
 changed since the interrupted run; ``restart=True`` (``--restart``) starts over instead. An exclusive
 ``flock`` on the progress file keeps two jobs from writing the same output; the kernel drops it when a job
 dies, so a killed job never leaves a stale lock.
+
+A write that fails (disk full, quota, the filesystem turned read-only, permissions) raises
+:class:`OutputError`, one line naming the file: the protocol above already makes such a failure a crash the
+job recovers from (nothing uncommitted is trusted), so the same command, once the cause is fixed, resumes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipelines.sources import Position
-from toolkit.errors import ToolkitError
+from toolkit.errors import OutputError, ToolkitError
 
 try:
     import fcntl
@@ -32,9 +38,43 @@ except ImportError:  # pragma: no cover - not on Windows; the job works there wi
 
 FORMAT = 1
 
+__all__ = ["Checkpoint", "OutputError", "ResumeError", "State", "atomic_write", "fsync_dir", "output_error",
+           "read_state", "writing"]
+
 
 class ResumeError(ToolkitError):
     """An interrupted job's checkpoint does not match this run (or another job holds it)."""
+
+
+# errno → (what happened, what to do); anything else is named by its strerror.
+WRITE_FAILURES = {
+    errno.ENOSPC: ("no space left on device", "free space"),
+    errno.EDQUOT: ("disk quota exceeded", "free space or raise the quota"),
+    errno.EROFS: ("the filesystem is read-only", "make it writable"),
+    errno.EACCES: ("permission denied", "make the output folder and its files writable"),
+    errno.EPERM: ("operation not permitted", "make the output folder and its files writable"),
+    errno.EFBIG: ("file too large for this filesystem", "move the job to another filesystem"),
+    errno.EIO: ("input/output error", "check the disk"),
+}
+
+
+def output_error(path: Path, error: OSError) -> OutputError:
+    """The one-line :class:`OutputError` for ``error`` raised while writing ``path`` (or the file it names).
+
+    What the job wrote after its last commit stays on disk but is never trusted: the next run cuts it off.
+    """
+    reason, fix = WRITE_FAILURES.get(error.errno, (error.strerror or str(error), "fix that"))
+    return OutputError(f"{error.filename or path}: {reason} while writing the output; {fix} and run the same "
+                       "command again (the job resumes from its last commit)")
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an :class:`OSError` raised while writing ``path`` into an :class:`OutputError` (no traceback)."""
+    try:
+        yield
+    except OSError as error:
+        raise output_error(path, error) from None
 
 
 @dataclass
@@ -72,13 +112,22 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that a reader sees the old or the new content, never a mix."""
+    """Replace ``path`` with ``text`` so that a reader sees the old or the new content, never a mix.
+
+    Raises:
+        OutputError: the write failed (disk full…); ``path`` keeps its old content and no temporary file is left.
+    """
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)  # a torn temporary file is never read, but holds space
+        raise output_error(path, error) from None
     fsync_dir(path.parent)
 
 
@@ -123,14 +172,18 @@ class Checkpoint:
                 if not path.exists() or path.stat().st_size < committed:
                     raise ResumeError(f"{path}: shorter than its checkpoint {self.progress} records "
                                       "(was it moved or edited?); add --restart to start over")
-                os.truncate(path, committed)  # drop what was written after the last commit
+                with writing(path):
+                    os.truncate(path, committed)  # drop what was written after the last commit
         else:
             self.state = State(self.fingerprint, lengths=dict.fromkeys(self.files, 0))
             for path in self.files.values():
-                path.write_bytes(b"")
+                with writing(path):
+                    path.write_bytes(b"")
             atomic_write(self.progress, self.state.to_json())
         if not self.state.complete:
-            self._handles = {role: open(path, "ab") for role, path in self.files.items()}  # noqa: SIM115
+            for role, path in self.files.items():
+                with writing(path):
+                    self._handles[role] = open(path, "ab")  # noqa: SIM115
         return self.state
 
     def _load(self) -> State:
@@ -147,7 +200,9 @@ class Checkpoint:
     def _acquire_lock(self) -> None:
         if fcntl is None or self._lock is not None:
             return
-        self._lock = open(self.progress.with_name(self.progress.name + ".lock"), "a")  # noqa: SIM115
+        lock = self.progress.with_name(self.progress.name + ".lock")
+        with writing(lock):
+            self._lock = open(lock, "a")  # noqa: SIM115
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -162,13 +217,20 @@ class Checkpoint:
                               f"{self.state.next.offset} bytes differ); add --restart to label it from the start")
 
     def commit(self, chunks: dict[str, bytes], end: Position, digest: str, records: int, errors: int) -> None:
-        """Append one window's bytes to each file, make them durable, then record the new state atomically."""
+        """Append one window's bytes to each file, make them durable, then record the new state atomically.
+
+        Raises:
+            OutputError: a write or fsync failed (disk full…): the state stays at the last commit, so whatever
+                reached the files since is cut off by the next run, which resumes from there.
+        """
         for role, data in chunks.items():
             if data:
-                self._handles[role].write(data)
-        for handle in self._handles.values():
-            handle.flush()
-            os.fsync(handle.fileno())
+                with writing(self.files[role]):
+                    self._handles[role].write(data)
+        for role, handle in self._handles.items():
+            with writing(self.files[role]):
+                handle.flush()
+                os.fsync(handle.fileno())  # where delayed allocation reports a full disk
         state = self.state
         for role, data in chunks.items():
             state.lengths[role] = state.lengths.get(role, 0) + len(data)
@@ -184,14 +246,27 @@ class Checkpoint:
         atomic_write(self.progress, self.state.to_json())
 
     def close_files(self) -> None:
-        for handle in self._handles.values():
-            handle.close()
+        for role, handle in self._handles.items():
+            with writing(self.files[role]):
+                handle.close()
         self._handles = {}
+
+    def release(self) -> None:
+        """After a failure: close the files (dropping what they still buffer) and the lock, keep the progress
+        record, so that a rerun (in this process too) resumes from the last commit."""
+        for handle in self._handles.values():
+            with contextlib.suppress(OSError):  # a full disk fails the buffer's last flush again
+                handle.close()
+        self._handles = {}
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def remove(self) -> None:
         """Delete the progress record and release the lock (after the outputs reached their final names)."""
         self.close_files()
-        self.progress.unlink(missing_ok=True)
+        with writing(self.progress):
+            self.progress.unlink(missing_ok=True)
         fsync_dir(self.progress.parent)
         if self._lock is not None:
             Path(self._lock.name).unlink(missing_ok=True)

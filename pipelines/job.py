@@ -11,11 +11,12 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pipelines.checkpoint import Checkpoint, ResumeError, State, fsync_dir
-from pipelines.sources import Bad, DocStart, InputReader, Item, Sentence, Text, Window, input_kind
+from pipelines.checkpoint import Checkpoint, ResumeError, State, fsync_dir, writing
+from pipelines.sources import Bad, DocStart, InputReader, Item, Sentence, Text, Window, check_looks_like, input_kind
 from toolkit.errors import DataError, InputError
 from toolkit.version import __version__
 
@@ -61,15 +62,24 @@ class LabelJob:
     """Input kind: ``txt``, ``jsonl`` or ``conll``."""
     conll_out: bool
     batch_size: int
+    backend: str = "torch"
+    """How the predictor was loaded (``Predictor.load``'s ``backend``): not visible on the predictor itself."""
+    quantize: bool = False
+    """``Predictor.load``'s ``quantize``: the int8 torch network, or ``model.int8.onnx``."""
     primed: bool = False
     """Whether a window ran outside the memory zone: its strings (one window's worth: bounded) stay, so
     spaCy's tokenizer cache keeps the common words; zoning every window re-tokenised them from scratch
     each time (about 40% slower here)."""
 
     @classmethod
-    def create(cls, predictor: Any, input_path: str | Path, output: Path, batch_size: int) -> LabelJob:
-        """Check that the model, the input and the output format fit together."""
+    def create(cls, predictor: Any, input_path: str | Path, output: Path, batch_size: int, backend: str = "torch",
+               quantize: bool = False, text_field: str = "text") -> LabelJob:
+        """Check that the model, the input and the output format fit together.
+
+        ``backend`` and ``quantize`` are what ``predictor`` was loaded with (they go into the fingerprint).
+        """
         kind = input_kind(input_path)
+        check_looks_like(input_path, kind, predictor.task, text_field)
         if kind == "conll" and predictor.task != "tag":
             raise DataError(input_path, f"CoNLL input needs a tagger model; {predictor.model_dir.path} is a "
                             f"{predictor.task!r} model")
@@ -78,7 +88,7 @@ class LabelJob:
                             hint="write .jsonl instead")
         if batch_size < 1:
             raise DataError(output, f"batch size must be at least 1, got {batch_size}")
-        return cls(predictor, kind, output.suffix == ".conll", batch_size)
+        return cls(predictor, kind, output.suffix == ".conll", batch_size, backend, bool(quantize))
 
     def label(self, window: Window) -> Chunk:
         """Predict one window; records and errors come out in input order.
@@ -147,28 +157,47 @@ class LabelJob:
         return self.predictor.tag_tokens([s.tokens for s in sentences], self.batch_size) if sentences else []
 
 
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def fingerprint(job: LabelJob, reader: InputReader, **extra: Any) -> dict[str, Any]:
-    """What a resumed job must share with the interrupted one for its output to be the same bytes."""
+    """What a resumed job must share with the interrupted one for its output to be the same bytes.
+
+    The single-process job and every rank of a data-parallel one (``extra``: ``processes``, ``rank``) build it
+    here. ``model_sha256`` hashes meta.json's content, whose ``files`` holds the sha256 and size of every other
+    file in the directory (weights, vocabularies, ``model.onnx``, ``model.int8.onnx``…) and which loading
+    checked against the files (``toolkit.artifact.check_files``): it covers every byte of the model without
+    hashing the weights again. The libraries that compute the numbers and the tokens are versioned too: an
+    upgrade between a crash and its resumption could change them.
+    """
     model = hashlib.sha256(json.dumps(job.predictor.meta.to_json(), sort_keys=True).encode()).hexdigest()
+    libraries = {name: _version(name) for name in ("torch", "spacy", "onnxruntime")}  # onnxruntime: None if absent
     return {"model_sha256": model, "input_size": reader.path.stat().st_size, "input_kind": reader.kind,
             "text_field": reader.text_field if reader.kind == "jsonl" else None, "window": reader.window_size,
             "batch_size": job.batch_size, "conll_output": job.conll_out, "device": job.predictor.device.type,
+            "backend": job.backend, "quantize": job.quantize,
             "max_chars": job.predictor.max_chars, "truncate": job.predictor.truncate,
-            "max_line_bytes": reader.max_line_bytes, "toolkit": __version__, **extra}
+            "max_line_bytes": reader.max_line_bytes, "toolkit": __version__, "libraries": libraries, **extra}
 
 
 def publish(checkpoint: Checkpoint, output: Path, data: Path, errors: Path, errors_final: Path) -> None:
     """Give a complete job's files their final names, then drop the checkpoint; safe to redo after a crash."""
     state = checkpoint.state
-    if errors.exists():
-        if state.lengths.get("errors", 0):
-            os.replace(errors, errors_final)
-        else:
-            errors.unlink()
-    if not state.errors:
-        errors_final.unlink(missing_ok=True)  # a stale errors file from an earlier run would mislead
+    with writing(errors_final):
+        if errors.exists():
+            if state.lengths.get("errors", 0):
+                os.replace(errors, errors_final)
+            else:
+                errors.unlink()
+        if not state.errors:
+            errors_final.unlink(missing_ok=True)  # a stale errors file from an earlier run would mislead
     if data.exists():
-        os.replace(data, output)
+        with writing(output):
+            os.replace(data, output)
     elif not output.exists():
         raise ResumeError(f"{checkpoint.progress}: the job finished but {data} is gone; add --restart")
     fsync_dir(output.parent)

@@ -33,7 +33,7 @@ def label_file(model_dir: str | Path, input_path: str | Path, output_path: str |
                batch_size: int = 64, *, window: int = WINDOW, restart: bool = False, progress: bool | None = None,
                device: str | None = None, num_threads: int | None = None, devices: int = 1,
                accelerator: str = "auto", strategy: str = "auto", num_nodes: int = 1, max_chars: int | None = None,
-               truncate: bool = False, backend: str = "torch") -> dict[str, Any] | None:
+               truncate: bool = False, backend: str = "torch", quantize: bool = False) -> dict[str, Any] | None:
     """Label every text (or CoNLL sentence) of ``input_path`` into ``output_path``, resumably and atomically.
 
     Args:
@@ -55,10 +55,16 @@ def label_file(model_dir: str | Path, input_path: str | Path, output_path: str |
             text after dropping what it never reads, so long reviews are never refused.
         truncate: cut texts over ``max_chars`` instead (their records say ``"input_truncated": true``).
         backend: ``"torch"`` or ``"onnx"`` (the directory's ``model.onnx``; single process, CPU).
+        quantize: int8: the dynamic-quantized torch network on the CPU, or ``model.int8.onnx`` (single process).
 
     Raises:
         DataError: before any work, for an output that is the input (also through a link), a directory, in a
-            missing or read-only folder, or with an extension other than .jsonl/.ndjson/.conll.
+            missing or read-only folder, or with an extension other than .jsonl/.ndjson/.conll; for an input
+            whose first lines are plainly another format than its name says (JSONL in a .txt file…).
+        ResumeError: an interrupted job on ``output_path`` was run with other settings (its fingerprint:
+            model, input, options, backend, quantization, device type…); the message names what changed.
+        OutputError: the output cannot be written any more (disk full, read-only…); the same call, once that
+            is fixed, resumes from the last commit.
 
     Returns:
         ``{"output", "records", "errors", "errors_file", "resumed_at_line", "seconds", "texts_per_second"}``;
@@ -70,15 +76,18 @@ def label_file(model_dir: str | Path, input_path: str | Path, output_path: str |
     if not source.is_file():
         raise DataError(source, "file not found" if not source.exists() else "not a regular file")
     check_output(source, output)
-    if backend == "onnx" and (devices > 1 or num_nodes > 1):
-        raise ConfigError("--backend onnx labels in one process (ONNX Runtime uses the CPU's threads itself): "
-                          "drop --devices/--num-nodes, or use the torch backend for data-parallel jobs")
-    predictor = Predictor.load(model_dir, device="cpu" if devices > 1 or num_nodes > 1 else device,
-                               num_threads=num_threads, max_chars=max_chars, truncate=truncate, backend=backend)
+    parallel = devices > 1 or num_nodes > 1
+    if parallel and (backend == "onnx" or quantize):
+        flag = "--backend onnx" if backend == "onnx" else "--quantize"
+        raise ConfigError(f"{flag} labels in one process (on the CPU, with its threads): drop --devices/--num-nodes, "
+                          "or label data-parallel with the float torch network")
+    predictor = Predictor.load(model_dir, device="cpu" if parallel else device, num_threads=num_threads,
+                               quantize=quantize, max_chars=max_chars, truncate=truncate, backend=backend)
     # A line may hold a text of max_chars characters, each up to 12 bytes as JSON (a \uXXXX\uXXXX pair).
     reader = InputReader(source, text_field, window, max(MAX_LINE_BYTES, 12 * predictor.max_chars))
-    job = LabelJob.create(predictor, source, output, batch_size)
-    if devices > 1 or num_nodes > 1:
+    job = LabelJob.create(predictor, source, output, batch_size, backend=backend, quantize=quantize,
+                          text_field=text_field)
+    if parallel:
         from pipelines.distributed import label_distributed
 
         return label_distributed(job, reader, output, restart=restart, progress=progress, devices=devices,
@@ -86,20 +95,24 @@ def label_file(model_dir: str | Path, input_path: str | Path, output_path: str |
     paths = output_paths(output)
     checkpoint = Checkpoint(paths["progress"], {"data": paths["data"], "errors": paths["errors"]},
                             fingerprint(job, reader, processes=1))
-    state = checkpoint.open(restart)
-    resumed_at = state.next.line + 1 if state.next.offset else None
-    if resumed_at is not None and not state.complete:
-        print(f"bilstm label: resuming {output} at input line {resumed_at} ({state.records} records already "
-              "written)", file=sys.stderr)
-    started, done = time.perf_counter(), 0
-    if not state.complete:
-        with progress_bar(progress, state.records + state.errors, "label") as bar:
-            for chunk_window in reader.windows(state.next, checkpoint.check_input):
-                chunk = job.label(chunk_window)
-                checkpoint.commit({"data": chunk.data, "errors": chunk.errors}, chunk_window.end,
-                                  chunk_window.digest, chunk.records, chunk.bad)
-                done += chunk.records + chunk.bad
-                bar.update(chunk.records + chunk.bad)
-        checkpoint.mark_complete()
-    publish(checkpoint, output, paths["data"], paths["errors"], paths["errors_final"])
+    try:
+        state = checkpoint.open(restart)
+        resumed_at = state.next.line + 1 if state.next.offset else None
+        if resumed_at is not None and not state.complete:
+            print(f"bilstm label: resuming {output} at input line {resumed_at} ({state.records} records already "
+                  "written)", file=sys.stderr)
+        started, done = time.perf_counter(), 0
+        if not state.complete:
+            with progress_bar(progress, state.records + state.errors, "label") as bar:
+                for chunk_window in reader.windows(state.next, checkpoint.check_input):
+                    chunk = job.label(chunk_window)
+                    checkpoint.commit({"data": chunk.data, "errors": chunk.errors}, chunk_window.end,
+                                      chunk_window.digest, chunk.records, chunk.bad)
+                    done += chunk.records + chunk.bad
+                    bar.update(chunk.records + chunk.bad)
+            checkpoint.mark_complete()
+        publish(checkpoint, output, paths["data"], paths["errors"], paths["errors_final"])
+    except BaseException:
+        checkpoint.release()  # the lock too: the same call in this process may resume at once
+        raise
     return summary(output, state, paths["errors_final"], resumed_at, done, time.perf_counter() - started)

@@ -33,6 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, help="torch intra-op threads (default: torch's setting)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="onnx: the model directory's model.onnx on ONNX Runtime (bilstm export DIR --onnx)")
+    parser.add_argument("--quantize", action="store_true", help="int8: the dynamic-quantized network on the CPU, "
+                        "or with --backend onnx the directory's model.int8.onnx (bilstm export DIR --onnx --int8)")
     scale = parser.add_argument_group("data-parallel (Lightning Trainer.predict; one process per device)")
     scale.add_argument("--devices", type=positive_int, default=1, help="processes per node (default 1: no Lightning)")
     scale.add_argument("--num-nodes", type=positive_int, default=1)
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                          progress=args.progress, device=args.device, num_threads=args.threads,
                          devices=args.devices, accelerator=args.accelerator, strategy=args.strategy,
                          num_nodes=args.num_nodes, max_chars=args.max_chars, truncate=args.truncate,
-                         backend=args.backend)
+                         backend=args.backend, quantize=args.quantize)
     if summary is not None:  # None: a non-zero rank of a data-parallel job
         print(json.dumps(summary), file=sys.stderr)
     return 0

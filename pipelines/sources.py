@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.data.conll import DOCSTART
-from toolkit.data.readers import data_format, open_binary
+from toolkit.data.conll import DOCSTART, not_columns
+from toolkit.data.readers import LOOKS_LIKE, data_format, first_lines, guess_format, json_like, open_binary
 from toolkit.errors import DataError
 
 KINDS = ("txt", "jsonl", "conll")
@@ -100,6 +100,59 @@ def input_kind(path: str | Path) -> str:
     if kind not in KINDS:
         raise DataError(path, f"cannot label a {kind} file", hint="use .txt (one text per line), .jsonl or .conll")
     return kind
+
+
+MODEL_NAMES = {"classify": "classifier", "translate": "translator", "lm": "language model", "tag": "tagger"}
+
+
+def _reads(task: str, text_field: str) -> str:
+    """What a ``task`` model labels, for messages."""
+    texts = f".jsonl (one JSON object per line, the text in {text_field!r})"
+    if task == "tag":
+        return ("a tagger reads CoNLL column files (.conll: token first, one sentence per blank-line block) or "
+                f".txt (one raw text per line) or {texts}")
+    return f"a {MODEL_NAMES.get(task, task)} reads .txt (one raw text per line) or {texts}"
+
+
+def _rename(kind: str, task: str) -> str:
+    """What to do with a file of ``kind`` (as guessed) that a ``task`` model should label."""
+    if kind == "jsonl":
+        return "rename the file to .jsonl"
+    if kind == "conll":
+        return "rename the file to .conll" if task == "tag" else "only a tagger labels CoNLL files"
+    if kind in ("csv", "tsv"):
+        return "convert it to .jsonl (one object per line) or .txt"
+    return "rename the file to .txt"
+
+
+def check_looks_like(path: str | Path, kind: str, task: str, text_field: str = "text") -> None:
+    """Refuse an input whose first lines are plainly not what its name says, naming both formats.
+
+    Only plain mismatches are refused, judged on the first non-blank lines (``first_lines``): a .txt whose
+    lines are all JSON objects or CoNLL columns (the JSON or the token lines would be labelled as texts), a
+    .jsonl in which no line is, or was meant to be, JSON (every line would be an error), and a CoNLL file
+    that is JSONL or plain text (its words would be tagged as tokens). A broken line among good ones stays an
+    errors-file record.
+
+    Raises:
+        DataError: ``looks like X (evidence), but a .Y file is read as …; <what the model reads>: <what to do>``.
+    """
+    lines = first_lines(path)
+    guess = guess_format(lines)
+    if kind == "txt" and guess is not None and guess[0] in ("jsonl", "conll"):
+        seems, evidence = guess
+        read_as = "one raw text per line (the whole line is labelled)"
+    elif kind == "jsonl" and lines and not any(json_like(line) for _, line in lines):
+        seems, evidence = guess if guess is not None else ("text", f"line {lines[0][0]} is not JSON")
+        read_as = "one JSON object per line (every line here would be an error)"
+    elif kind == "conll" and (instead := not_columns(path)) is not None:
+        seems, evidence = instead
+        read_as = "one token per line (its words would be tagged as tokens)"
+    else:
+        return
+    name = "CoNLL" if kind == "conll" else f".{kind}"
+    raise DataError(path, f"looks like {LOOKS_LIKE[seems]} ({evidence}), but a {name} file is read as {read_as}; "
+                    f"{_reads(task, text_field)}", hint=_rename(seems, task))
 
 
 def _decode(raw: bytes) -> tuple[str | None, str]:

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from toolkit.data.conll import ColumnFormat, Sentence, iter_conll, read_conll
@@ -55,3 +57,40 @@ def test_empty_and_gzipped_files(tmp_path):
         read_conll(tmp_path / "e.conll")
     (tmp_path / "g.conll.gz").write_bytes(gzip.compress(CONLL.encode()))
     assert len(read_conll(tmp_path / "g.conll.gz")) == 3
+
+
+def test_a_jsonl_file_is_named_as_such_not_as_a_column_count(tmp_path):
+    """It used to say "has 16 columns, but earlier lines have 13" (the texts' word counts)."""
+    path = tmp_path / "texts.conll"
+    path.write_text('{"text": "A warm, funny film with a great cast.", "label": "pos"}\n{"text": "Dull.", '
+                    '"label": "neg"}\n')
+    with pytest.raises(DataError) as error:
+        read_conll(path)
+    assert str(error.value) == (f"{path}: looks like JSONL (line 1 is a JSON object: '{{\"text\": \"A warm, funny "
+                                "film w'…), not a CoNLL column file (expected a CoNLL column file: one token per line, "
+                                "token first and the tag last, a blank line after each sentence)")
+
+
+@pytest.mark.parametrize(("content", "with_tags", "expected"), [
+    ("A warm, funny film.\nDull.\nI would watch it again.\n", False,
+     "looks like plain text (one text per line: line 1 has 4 words, line 2 has 1 word, where a column file has the "
+     "same columns on every line), not a CoNLL column file"),
+    ("Dull.\nA warm, funny film.\n", True, "line 1 has 1 word, line 2 has 4 words"),  # where a tag was expected
+    ("A warm one.\nA dull one.\n", True, "x.conll:1: invalid tag 'one.'"),  # one width: could be columns
+    ("review,sentiment\nWarm.,pos\nDull.,neg\n", True,
+     "looks like a CSV table (line 1 is a header line: 'review,sentiment'), not a CoNLL column file"),
+])
+def test_plain_text_and_csv_are_named_as_such(tmp_path, content, with_tags, expected):
+    path = tmp_path / "x.conll"
+    path.write_text(content)
+    with pytest.raises(DataError, match=re.escape(expected)):
+        read_conll(path, with_tags=with_tags)
+
+
+def test_a_broken_line_in_a_real_column_file_still_names_the_line(tmp_path):
+    lines = [f"w{i} NNP I-NP {'O' if i % 3 else 'B-PER'}" for i in range(12)]
+    lines[7] = "w7 NNP O"  # one column short
+    path = tmp_path / "b.conll"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"b\.conll:8: has 3 columns, but earlier lines have 4"):
+        read_conll(path)

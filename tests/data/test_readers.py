@@ -90,3 +90,38 @@ def test_missing_file_and_unknown_type(tmp_path):
     (tmp_path / "x.parquet").write_text("")
     with pytest.raises(DataError, match=r"unknown file type '\.parquet'"):
         read_labelled(tmp_path / "x.parquet")
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), [
+    ("a.jsonl", "-DOCSTART- -X- O O\n\nEU NNP I-NP I-ORG\n",
+     "a.jsonl:1: not valid JSON (Expecting value at column 1); the file looks like a CoNLL column file (line 1 is a "
+     "CoNLL -DOCSTART- line), not JSONL (a .jsonl file holds one JSON object per line)"),
+    ("a.jsonl", "A warm, funny film.\nDull.\n",
+     "a.jsonl:1: not valid JSON (Expecting value at column 1); the file looks like plain text (line 1 is not JSON: "
+     "'A warm, funny film.'), not JSONL"),
+    ("a.jsonl", "text,label\nWarm.,pos\nDull.,neg\n",
+     "the file looks like a CSV table (line 1 is a header line: 'text,label'), not JSONL"),
+    ("a.csv", '{"text": "Warm.", "label": "pos"}\n',
+     "a.csv: looks like JSONL (line 1 is a JSON object: '{\"text\": \"Warm.\", \"label\": \"po'…), not CSV (rename the "
+     "file to .jsonl)"),
+    ("a.csv", "text\tlabel\nWarm.\tpos\n",
+     "a.csv: looks tab-separated (its header line 'text\\tlabel' has no commas), not CSV (rename the file to .tsv)"),
+    ("a.tsv", "text,label\nWarm.,pos\n",
+     "a.tsv: looks comma-separated (its header line 'text,label' has no tabs), not TSV (rename the file to .csv)"),
+    ("a.txt", "Warm.\n", "a.txt: expected a .jsonl or .csv/.tsv file for labelled texts, got a txt file (one JSON "
+                         'object per line such as {"text": "...", "label": "..."}, or a CSV/TSV table with a header'),
+])
+def test_labelled_files_of_another_format_are_named_as_such(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError) as error:
+        read_labelled(path)
+    assert expected in str(error.value)
+
+
+def test_a_broken_line_after_good_ones_is_not_called_another_format(tmp_path):
+    path = tmp_path / "b.jsonl"
+    path.write_text('{"text": "ok", "label": "pos"}\nA warm film.\n')
+    with pytest.raises(DataError) as error:
+        read_labelled(path)
+    assert str(error.value) == f"{path}:2: not valid JSON (Expecting value at column 1)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from pipelines.label import label_file
 from tests.conftest import BILSTM, ROOT
 from tests.pipelines.test_batch_label import one_torch_thread, sample_texts
+from toolkit.errors import DataError
 
 MAX_CHARS = 300  # small, so generated lines cross it
 
@@ -70,6 +72,36 @@ def blank_lines(kind: str, data: bytes) -> set[int]:
     return skipped
 
 
+def _json(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return ValueError
+
+
+def plainly_another_format(kind: str, data: bytes) -> bool:
+    """The refusal docs/batch.md describes, judged on the first 20 non-blank UTF-8 lines: a .txt whose lines
+    are all JSON objects (or CoNLL: -DOCSTART-, or 3+ lines of equal columns ending in a tag), a .jsonl in
+    which no line is JSON or starts like it."""
+    lines = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            text = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            continue
+        text = text.removeprefix("\ufeff") if number == 1 else text
+        if text.strip() and len(lines) < 20:
+            lines.append(text)
+    if not lines:
+        return False
+    if kind == "jsonl":
+        return all(line.lstrip()[:1] not in "{[" and _json(line) is ValueError for line in lines)
+    rows = [line.split() for line in lines]
+    conll = rows[0][0] == "-DOCSTART-" or (len(rows) >= 3 and len({len(row) for row in rows}) == 1 and len(rows[0]) > 1
+                                           and all(re.fullmatch(r"O|[BIESLU]-\S+", row[-1]) for row in rows))
+    return conll or all(isinstance(_json(line), dict) for line in lines)
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(generated=input_files(), window=st.integers(1, 8))
 def test_every_line_is_output_error_or_documented_skip_in_order(textcat_model_dir, tmp_path_factory, generated,
@@ -78,6 +110,11 @@ def test_every_line_is_output_error_or_documented_skip_in_order(textcat_model_di
     folder = tmp_path_factory.mktemp("prop")
     source = folder / f"in.{kind}"
     source.write_bytes(data)
+    if plainly_another_format(kind, data):  # refused whole, before anything is written
+        with pytest.raises(DataError, match=r"looks like (JSONL|plain text|a (CoNLL column file|CSV table|TSV table))"):
+            label_file(textcat_model_dir, source, folder / "out.jsonl", window=window, progress=False)
+        assert [path.name for path in folder.iterdir()] == [source.name]
+        return
     with one_torch_thread():
         summary = label_file(textcat_model_dir, source, folder / "out.jsonl", window=window, progress=False,
                              max_chars=MAX_CHARS)
