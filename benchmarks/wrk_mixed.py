@@ -4,7 +4,8 @@ then right after the load stops — all against one `bilstm serve`, measured wit
     OMP_NUM_THREADS=1 python benchmarks/wrk_mixed.py CLASSIFIER_DIR LM_DIR [--seconds 20] [--workers 1]
         [--generate-tokens 256] [--out docs/results/wrk_mixed.json]
 
-1. `/classify` alone, one text per request at concurrency 8: requests/s (the baseline of the ratio).
+1. `/classify` alone, one text per request at concurrency 8: requests/s (the baseline of the ratio); then
+   `/generate` alone the same way (the baseline of its own ratio).
 2. The same `/classify` load while a second wrk keeps 8 connections of `/generate` (``max_tokens`` long
    continuations) busy: `/classify` requests/s ÷ its alone figure (target ≥ 0.5), the status codes of both routes
    (only 2xx for `/classify`; `/generate` may be refused with the documented 429).
@@ -134,6 +135,8 @@ def main() -> None:
             result(wrk(f"{url}/classify", classify, args.connections, 3))  # warm-up
             log_start = len(log.read_text(errors="replace").splitlines())
             report["classify_alone"] = result(wrk(f"{url}/classify", classify, args.connections, args.seconds))
+            report["generate_alone"] = result(wrk(f"{url}/generate", generate, args.generate_connections,
+                                                  args.seconds))
             generating = wrk(f"{url}/generate", generate, args.generate_connections, args.seconds)
             time.sleep(1.0)  # the generation backlog first, then the classifier's load beside it
             beside = wrk(f"{url}/classify", classify, args.connections, args.seconds - 1)
@@ -153,18 +156,21 @@ def main() -> None:
 
 def summarise(report: dict) -> None:
     alone, beside, generate = report["classify_alone"], report["classify_beside_generate"], report["generate"]
+    generate_alone = report["generate_alone"]
     print(f"# {report['date']}; {report['workers']} worker(s); {report['connections']} connections to /classify, "
           f"{report['generate_connections']} to /generate; "
           f"/generate {report['generate_prompts']} prompts × max_tokens {report['generate_tokens']} at temperature "
           f"{report['generate_temperature']}\n")
     print("| load | route | req/s | p50 ms | p99 ms | statuses |")
     print("|---|---|---:|---:|---:|---|")
-    for name, route, row in (("alone", "/classify", alone), ("mixed", "/classify", beside),
-                             ("mixed", "/generate", generate)):
+    for name, route, row in (("alone", "/classify", alone), ("alone", "/generate", generate_alone),
+                             ("mixed", "/classify", beside), ("mixed", "/generate", generate)):
         print(f"| {name} | {route} | {row['requests_per_s']:,.1f} | {row['p50_ms']} | {row['p99_ms']} | "
               f"{row['statuses']} |")
     print(f"\n/classify beside /generate: {beside['requests_per_s'] / alone['requests_per_s']:.2f}× alone "
           f"(target ≥ 0.5), {beside['non_2xx'] + beside['socket_errors']} non-2xx/socket errors (target 0)")
+    answered = generate["statuses"].get("200", 0) / max(1, generate_alone["statuses"].get("200", 0))
+    print(f"/generate beside /classify: {answered:.2f}× the requests it answered alone")
     slices = ", ".join(f"{row['requests_per_s']:.0f} req/s {row['statuses']}" for row in report["recovery"])
     print(f"recovery, 1-s slices after the load: {slices}")
     print(f"server log during the run: {report['log']['lines']} lines, {report['log']['tracebacks']} tracebacks")

@@ -50,7 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="requests one route admits per worker, running + queued; more get 429 "
                              "(BILSTM_MAX_IN_FLIGHT)")
     limits.add_argument("--generate-concurrency", type=positive_int,
-                        help="/generate requests run at once per worker (BILSTM_GENERATE_CONCURRENCY)")
+                        help="/generate requests the generation worker runs at once (BILSTM_GENERATE_CONCURRENCY)")
     limits.add_argument("--generate-max-in-flight", type=positive_int,
                         help="/generate requests admitted per worker, running + queued; more get 429 "
                              "(BILSTM_GENERATE_MAX_IN_FLIGHT)")

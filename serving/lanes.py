@@ -5,8 +5,9 @@ eight slow ``/generate`` requests queued there held ``/classify`` behind them (0
 adaptive batcher, seeing the wait, shed the rest with 503). Here every route has
 
 * **its own threads**: the endpoints are coroutines that hand the model call to ``anyio.to_thread`` with the
-  route's own ``CapacityLimiter`` (one thread for a batched route — its batcher runs one batch at a time anyway —
-  and ``BILSTM_GENERATE_CONCURRENCY`` for ``/generate``), so routes never wait in each other's queue;
+  route's own ``CapacityLimiter`` (one thread for a batched route — its batcher runs one batch at a time anyway),
+  so routes never wait in each other's queue (``/generate`` goes further: a process of its own,
+  ``serving/generator.py``);
 * **its own admission limit** (checked by the request gate before the body is parsed): at most
   ``BILSTM_MAX_IN_FLIGHT`` requests running or queued on a worker (``BILSTM_GENERATE_MAX_IN_FLIGHT`` for
   ``/generate``); one more is refused with **429**, a JSON body naming the route, and ``Retry-After``: the

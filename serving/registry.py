@@ -59,6 +59,32 @@ def resolve_sources(paths: Sequence[tuple[str | Path, str]]) -> list[ModelSource
     return [sources[task] for task in task_names() if task in sources]
 
 
+def model_paths(service: Any, settings: ServeSettings,
+                bento_attributes: list[tuple[str, str]]) -> list[tuple[Any, str]]:
+    """``(directory, origin)`` of every configured model: the directories, then the stored models, which a
+    service holds as ``BentoModel`` class attributes (so `bentoml build` packs them) and resolves here."""
+    paths: list[tuple[Any, str]] = [(path, path) for path in settings.model_dirs]
+    for attribute, tag in bento_attributes:
+        paths.append((getattr(service, attribute).path, f"BentoML model {tag}"))
+    return paths
+
+
+def configured_tasks(settings: ServeSettings) -> set[str]:
+    """The tasks of the configured models, read from their ``meta.json`` at import; unreadable ones are skipped
+    (the service reports them on ``/readyz`` once it starts)."""
+    tasks = set()
+    for path in settings.model_dirs:
+        with contextlib.suppress(Exception):
+            tasks.add(read_meta(path).task)
+    if settings.bento_models:
+        import bentoml
+
+        for tag in settings.bento_models:
+            with contextlib.suppress(Exception):
+                tasks.add(read_meta(bentoml.models.get(tag).path).task)
+    return tasks
+
+
 def pick_device(setting: str, worker_index: int | None) -> torch.device:
     """The worker's device: CPU, or the GPU of its worker index (workers 1..N → ``cuda:0..N-1``).
 

@@ -31,8 +31,9 @@ from bentoml.validators import ContentType
 from starlette.responses import JSONResponse
 
 from serving.gate import RequestGate
+from serving.generator import GENERATION_TASK, GeneratorClient, generator_service
 from serving.lanes import DropOverloadTracebacks, LaneLimits, RouteLanes
-from serving.registry import ModelRegistry, resolve_sources
+from serving.registry import ModelRegistry, configured_tasks, model_paths, resolve_sources
 from serving.schemas import UNBATCHED_SUFFIX, model_routes, result_model
 from serving.settings import ServeSettings
 from toolkit.errors import InputError
@@ -51,6 +52,7 @@ LANES = RouteLanes({  # this worker's per-route admission and threads; shared wi
     route: LaneLimits(SETTINGS.generate_concurrency, SETTINGS.generate_max_in_flight) if route == GENERATE
     else LaneLimits(1, SETTINGS.max_in_flight) for route in ROUTES})
 logging.getLogger("bentoml._internal.server.http_app").addFilter(DropOverloadTracebacks())
+GENERATOR = GeneratorClient(SETTINGS.timeout_s * 1.01)  # this worker's connections to the generation worker
 # A declared media type spares BentoML from rebuilding the output's JSON schema on every response to find it
 # (a quarter of the event loop's time per request here).
 JSON = ContentType("application/json")
@@ -61,12 +63,8 @@ class BilstmService:
     """Serves one model per task; an endpoint whose task has no model answers 404 (from the gate)."""
 
     def __init__(self) -> None:
-        paths: list[tuple[Any, str]] = [(path, path) for path in SETTINGS.model_dirs]
-        for attribute, tag in _bento_model_attributes():
-            stored = getattr(self, attribute)  # BentoModel resolves to the stored model (copied into a bento)
-            paths.append((stored.path, f"BentoML model {tag}"))
         try:
-            sources = resolve_sources(paths)
+            sources = resolve_sources(model_paths(self, SETTINGS, _bento_model_attributes()))
         except Exception as error:  # a bad directory: keep serving /livez, and say why on /readyz and the log
             logger.exception("bilstm: cannot read the configured models")
             REGISTRY.configure([], SETTINGS)
@@ -114,15 +112,13 @@ def _unprocessable(error: InputError) -> JSONResponse:
 
 async def _generate(self: BilstmService, prompts: list[str], max_tokens: int = 50, temperature: float = 1.0,
                     top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> list[dict[str, Any]] | JSONResponse:
-    """Continuations sampled from the language model, one per prompt, in order (on the /generate lane's threads)."""
-    def generate() -> list[dict[str, Any]] | JSONResponse:
-        try:
-            return self.registry.generate(prompts, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
-                                          top_p=top_p, seed=seed)
-        except InputError as error:
-            return _unprocessable(error)
-
-    return await LANES.run(GENERATE, generate)
+    """Continuations sampled from the language model, one per prompt, in order: by the generation worker, a process
+    of its own (``serving/generator.py``), so that sampling never holds this worker's GIL."""
+    answer = await GENERATOR.generate(prompts=prompts, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                                      top_p=top_p, seed=seed)
+    if "error" in answer:
+        return JSONResponse({"error": f"invalid request: {answer['error']}"}, status_code=422)
+    return answer["results"]
 
 
 def _endpoint(task: str, route: str, result: type, batched: bool = True) -> Any:
@@ -161,6 +157,8 @@ def _bento_model_attributes() -> list[tuple[str, str]]:
 # Models from the BentoML store are class attributes, so `bentoml build` packs them into the bento.
 for _attribute, _tag in _bento_model_attributes():
     setattr(BilstmService, _attribute, BentoModel(_tag))
+if GENERATION_TASK in configured_tasks(SETTINGS):  # /generate runs in a process of its own (serving/generator.py)
+    BilstmService.generator = bentoml.depends(generator_service(SETTINGS, _bento_model_attributes()))
 
 BilstmService = bentoml.service(  # type: ignore[misc]
     name="bilstm", description="BiLSTM classifier, tagger and translator", **SETTINGS.service_config()

@@ -13,7 +13,7 @@ BILSTM_MAX_CHARS               5000          most characters in one text (more �
 BILSTM_MAX_BATCH_SIZE          64            adaptive batching: most texts run together
 BILSTM_MAX_LATENCY_MS          2000          adaptive batching: queueing budget before a 503 (see docs)
 BILSTM_MAX_IN_FLIGHT           256           requests one route admits per worker (running + queued; more → 429)
-BILSTM_GENERATE_CONCURRENCY    1             /generate requests that run at once per worker (the rest queue)
+BILSTM_GENERATE_CONCURRENCY    1             /generate requests the generation worker runs at once
 BILSTM_GENERATE_MAX_IN_FLIGHT  16            /generate requests admitted per worker (running + queued; more → 429)
 BILSTM_WORKERS                 1             worker processes on CPU (each loads every model)
 BILSTM_THREADS                 1             torch intra-op threads per CPU worker

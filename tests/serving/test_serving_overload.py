@@ -57,6 +57,7 @@ def test_classify_is_answered_beside_a_saturated_generate(overload_server: Serve
     log = overload_server.log_text()
     assert log.count("bilstm: 429 /generate") == statuses.count(429)  # one line per refusal
     assert "Traceback" not in log
+    assert "[service:bilstm-generator:1] bilstm: loaded lm model" in log  # sampling ran in its own process
     # The lanes drained: the next requests of both routes are answered at once, not refused.
     with httpx.Client(base_url=overload_server.url, timeout=120) as client:
         assert client.post("/generate", json={"prompts": ["the"], "max_tokens": 3}).status_code == 200
