@@ -1,13 +1,28 @@
 """What the spaCy components share: a model directory, a lazily loaded Predictor, batching, saving and loading.
 
 The components themselves (one per task) and their factories are in :mod:`toolkit.spacy_component`.
+
+Worker processes (``nlp.pipe(texts, n_process=N)``): a component's Predictor belongs to the process that loaded it.
+A Predictor made before a fork carries that process's thread pools: torch's OpenMP team (libgomp) and ONNX Runtime's
+pool, whose threads do not exist in the forked child. libgomp then waits forever for them at the child's first
+parallel region (a BiLSTM forward pass, even a softmax), which is how ``n_process=2`` used to hang with no output
+once the parent had loaded or run a model (``spacy.load`` alone was enough). With spawn/forkserver
+the component is pickled instead, and an ONNX Runtime session cannot be pickled at all. So in any process other
+than the one that built the component (see :class:`_ProcessState`), the component runs its Predictor on a thread
+started in that process: a new thread has no OpenMP team, so libgomp starts a fresh one. The Predictor is the
+process's own: loaded there, or, in a forked child, the parent's torch network on the CPU, which is plain memory
+(:meth:`ModelDirPipe._adoptable`). Each worker uses ``num_threads`` torch/ONNX Runtime threads, 1 unless set, so N
+processes do not oversubscribe the CPU. A forked server worker (a pre-fork server loading the pipeline once) is such
+a process too.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +41,61 @@ if TYPE_CHECKING:
 MODEL_SUBDIR = "model"
 """Where ``to_disk`` puts the model directory inside the component's folder of a saved pipeline."""
 
+WORKER_THREADS = 1
+"""torch (and ONNX Runtime) intra-op threads of a component in a worker process when ``num_threads`` is None:
+``n_process`` workers × 1 thread use the cores the processes were asked for, with no oversubscription."""
+
+
+_INHERITED: list[object] = []
+"""What forked children took over from their parent's components, kept referenced (see :meth:`_ProcessState.here`)."""
+
+
+class _ProcessState:
+    """What a component holds for the process it runs in: its Predictor and, in a worker process, its model thread.
+
+    Nothing of it is used outside its process. A pickled copy (what spawn and forkserver send a worker) unpickles as a
+    fresh, empty state; a forked child finds a stale one (another pid) and starts over. ``home_pid`` is the
+    process that built the component, kept through pickling: any other process is a worker.
+    """
+
+    def __init__(self, home_pid: int | None = None) -> None:
+        self.home_pid = os.getpid() if home_pid is None else home_pid
+        self.pid = os.getpid()
+        self.predictor: Predictor | None = None
+        self.model_thread: ThreadPoolExecutor | None = None
+        self.inherited: Predictor | None = None
+        """The parent's Predictor, in a forked child (which may adopt it: :meth:`ModelDirPipe._adoptable`)."""
+
+    def __reduce__(self) -> tuple[type[_ProcessState], tuple[int]]:
+        return _ProcessState, (self.home_pid,)
+
+    def here(self) -> _ProcessState:
+        """This state for the current process: emptied first if it was inherited through a fork.
+
+        What the parent held is kept alive, never freed, in the child: freeing an ONNX Runtime session there waits
+        forever in its destructor for the session's pool threads, which stayed in the parent. The memory is the
+        parent's, shared copy-on-write, so keeping it copies nothing.
+        """
+        if self.pid != os.getpid():
+            if self.predictor is not None or self.model_thread is not None:
+                _INHERITED.append((self.predictor, self.model_thread))
+            self.inherited = self.predictor
+            self.pid, self.predictor, self.model_thread = os.getpid(), None, None
+        return self
+
+    @property
+    def in_worker(self) -> bool:
+        """Whether this is a process other than the one that built the component (a ``n_process`` worker)."""
+        return os.getpid() != self.home_pid
+
+
+def _set_torch_threads(threads: int) -> None:
+    """Runs first on a worker's model thread: OpenMP's thread count is per thread, so it is set there."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 class ModelDirPipe(Pipe):
     """Shared plumbing: a model directory, a lazily loaded Predictor, batching and serialisation."""
 
@@ -34,7 +104,7 @@ class ModelDirPipe(Pipe):
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 64,
                  device: str | None = None, max_chars: int | None = None, truncate: bool = False,
-                 backend: str = "torch") -> None:
+                 backend: str = "torch", num_threads: int | None = None) -> None:
         """
         Args:
             nlp: the pipeline (its vocab is shared).
@@ -47,6 +117,9 @@ class ModelDirPipe(Pipe):
             truncate: annotate only the start of a longer doc (the part up to ``max_chars``).
             backend: ``"torch"`` or ``"onnx"`` (the directory's ONNX export on ONNX Runtime: ``bilstm export DIR
                 --onnx``).
+            num_threads: torch (and ONNX Runtime) intra-op threads. None: in the process that built the component,
+                torch's own setting (a number sets it process-wide, as ``torch.set_num_threads``); in each worker
+                process of ``nlp.pipe(n_process=N)``, :data:`WORKER_THREADS` (1), so N workers use N cores.
 
         Raises:
             ModelDirError: no ``model`` given, or it exists but is not a valid model directory of this task.
@@ -69,6 +142,9 @@ class ModelDirPipe(Pipe):
                                     "overrides a saved setting)") from None
         if max_chars is not None and max_chars < 1:
             raise ValueError(f"{self.factory} component {name!r}: max_chars must be >= 1 or None, got {max_chars}")
+        if num_threads is not None and (isinstance(num_threads, bool) or num_threads < 1):
+            raise ValueError(f"{self.factory} component {name!r}: num_threads must be >= 1 or None, "
+                             f"got {num_threads}")
         self.name = name
         self.vocab = nlp.vocab
         self.batch_size = batch_size
@@ -76,10 +152,11 @@ class ModelDirPipe(Pipe):
         self.max_chars = max_chars
         self.truncate = truncate
         self.backend = backend
+        self.num_threads = num_threads
         self.model_path = Path(model)
         check_now = self.model_path.exists() and not _rebuilding_a_saved_pipeline()
         self.meta: ModelMeta | None = self.check_model_dir(self.model_path) if check_now else None
-        self._predictor: Predictor | None = None
+        self._process = _ProcessState()
 
     # ---- the model directory -------------------------------------------------------------------------------
 
@@ -98,8 +175,11 @@ class ModelDirPipe(Pipe):
 
     @property
     def predictor(self) -> Predictor:
-        """The Predictor, loaded on first use (``device`` None = CUDA when available)."""
-        if self._predictor is None:
+        """This process's Predictor, loaded on first use in each process (``device`` None = CUDA when available)."""
+        state = self._process.here()
+        if state.predictor is None and self._adoptable(state.inherited):
+            state.predictor = state.inherited
+        if state.predictor is None:
             if not self.model_path.exists():
                 raise ModelDirError(
                     f"{self.factory} component {self.name!r}: model directory not found: {self.model_path} "
@@ -107,9 +187,36 @@ class ModelDirPipe(Pipe):
             self.meta = self.check_model_dir(self.model_path)
             from toolkit.predict import Predictor
 
-            self._predictor = Predictor.load(self.model_path, device=self.device, max_chars=self.max_chars,
-                                             truncate=self.truncate, backend=self.backend)
-        return self._predictor
+            state.predictor = Predictor.load(self.model_path, device=self.device, max_chars=self.max_chars,
+                                             truncate=self.truncate, backend=self.backend,
+                                             num_threads=self._threads(state))
+        return state.predictor
+
+    def _adoptable(self, inherited: Predictor | None) -> bool:
+        """Whether a forked child can use its parent's Predictor rather than load its own.
+
+        A torch network on the CPU is plain memory (shared copy-on-write, with the tokenizer's warm memory): it
+        works in the child on a thread that never joined an OpenMP team (:meth:`_predict`), and spares each worker
+        of each ``nlp.pipe`` call the load (about half a second, most of it building spaCy's tokenizer). An ONNX
+        Runtime session's pool threads stayed in the parent, and CUDA does not survive a fork: those are reloaded.
+        """
+        return (inherited is not None and self.backend == "torch" and inherited.device.type == "cpu"
+                and self._process.in_worker)
+
+    def _threads(self, state: _ProcessState) -> int | None:
+        """Intra-op threads in this process (None: leave torch's setting)."""
+        return (self.num_threads or WORKER_THREADS) if state.in_worker else self.num_threads
+
+    def _predict(self, docs: list[Doc]) -> list[Any]:
+        """:meth:`predict`, on this process's model thread in a worker process (see the module docstring)."""
+        state = self._process.here()
+        if not state.in_worker:
+            return self.predict(docs)
+        if state.model_thread is None:
+            state.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-model",
+                                                    initializer=_set_torch_threads,
+                                                    initargs=(self._threads(state),))
+        return state.model_thread.submit(self.predict, docs).result()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -129,7 +236,7 @@ class ModelDirPipe(Pipe):
         """Annotate one doc in place and return it."""
         error_handler = self.get_error_handler()
         try:
-            self.set_annotations([doc], self.predict([doc]))
+            self.set_annotations([doc], self._predict([doc]))
             return doc
         except Exception as error:
             error_handler(self.name, self, [doc], error)
@@ -139,7 +246,7 @@ class ModelDirPipe(Pipe):
         error_handler = self.get_error_handler()
         for docs in minibatch(stream, size=batch_size):
             try:
-                self.set_annotations(docs, self.predict(docs))
+                self.set_annotations(docs, self._predict(docs))
                 yield from docs
             except Exception as error:
                 error_handler(self.name, self, docs, error)
@@ -177,7 +284,7 @@ class ModelDirPipe(Pipe):
             raise ModelDirError(f"{path} has no {MODEL_SUBDIR!r} folder; it was not written by {self.factory}.to_disk")
         self.meta = self.check_model_dir(model_path)
         self.model_path = model_path
-        self._predictor = None
+        self._process.here().predictor = None
         self.predictor  # noqa: B018 - load now
         return self
 

@@ -25,6 +25,10 @@ at once. ``spacy.load`` re-creates each component from the saved config, which n
 directory (perhaps deleted since, or now holding something else), and then calls ``from_disk`` with the copy
 saved beside it: while spaCy rebuilds a saved pipeline the original path is therefore not read at all, so a
 saved pipeline always loads its own copy. A ``model`` path that does not exist fails on first use.
+
+``nlp.pipe(texts, n_process=N)``: each worker process runs the model on its own thread with ``num_threads`` torch
+threads (1 unless set), under fork and spawn alike; why, and what a forked worker reuses, is in
+:mod:`toolkit.spacy_base`.
 """
 
 from __future__ import annotations
@@ -103,9 +107,10 @@ class BilstmEntityRecognizer(ModelDirPipe):
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 32,
                  device: str | None = None, overwrite_ents: bool = False, spans_key: str | None = None,
-                 max_chars: int | None = None, truncate: bool = False, backend: str = "torch") -> None:
+                 max_chars: int | None = None, truncate: bool = False, backend: str = "torch",
+                 num_threads: int | None = None) -> None:
         super().__init__(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
-                         truncate=truncate, backend=backend)
+                         truncate=truncate, backend=backend, num_threads=num_threads)
         self.overwrite_ents = overwrite_ents
         self.spans_key = spans_key
 
@@ -160,9 +165,10 @@ class BilstmTranslator(ModelDirPipe):
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 64,
                  device: str | None = None, beam_size: int | None = None, extension: str = "translation",
-                 max_chars: int | None = None, truncate: bool = False, backend: str = "torch") -> None:
+                 max_chars: int | None = None, truncate: bool = False, backend: str = "torch",
+                 num_threads: int | None = None) -> None:
         super().__init__(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
-                         truncate=truncate, backend=backend)
+                         truncate=truncate, backend=backend, num_threads=num_threads)
         if beam_size is not None and beam_size < 1:
             raise ValueError(f"bilstm_translate component {name!r}: beam_size must be >= 1 or None, got {beam_size}")
         self.beam_size = beam_size
@@ -202,9 +208,9 @@ class BilstmLanguageModel(ModelDirPipe):
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 32,
                  device: str | None = None, extension: str = "perplexity", max_chars: int | None = None,
-                 truncate: bool = False, backend: str = "torch") -> None:
+                 truncate: bool = False, backend: str = "torch", num_threads: int | None = None) -> None:
         super().__init__(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
-                         truncate=truncate, backend=backend)
+                         truncate=truncate, backend=backend, num_threads=num_threads)
         self.extension = extension
         register_doc_extension(extension, name, self.factory)
 
@@ -249,58 +255,61 @@ def register_doc_extension(extension: str, component: str, factory: str = "bilst
 @Language.factory(
     "bilstm_textcat",
     default_config={"model": None, "batch_size": 64, "device": None, "max_chars": None, "truncate": False,
-                    "backend": "torch"},
+                    "backend": "torch", "num_threads": None},
     assigns=["doc.cats"],
     default_score_weights={"cats_score": 1.0},
 )
 def make_textcat(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
-                 max_chars: int | None, truncate: bool, backend: str) -> BilstmTextCategorizer:
+                 max_chars: int | None, truncate: bool, backend: str, num_threads: int | None
+                 ) -> BilstmTextCategorizer:
     """A text classifier from a ``classify`` model directory; fills ``doc.cats`` (``backend``: torch or onnx)."""
     return BilstmTextCategorizer(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
-                                 truncate=truncate, backend=backend)
+                                 truncate=truncate, backend=backend, num_threads=num_threads)
 
 
 @Language.factory(
     "bilstm_ner",
     default_config={"model": None, "batch_size": 32, "device": None, "overwrite_ents": False, "spans_key": None,
-                    "max_chars": None, "truncate": False, "backend": "torch"},
+                    "max_chars": None, "truncate": False, "backend": "torch", "num_threads": None},
     assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
 def make_ner(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
-             overwrite_ents: bool, spans_key: str | None, max_chars: int | None, truncate: bool, backend: str
-             ) -> BilstmEntityRecognizer:
+             overwrite_ents: bool, spans_key: str | None, max_chars: int | None, truncate: bool, backend: str,
+             num_threads: int | None) -> BilstmEntityRecognizer:
     """An entity recogniser from a ``tag`` model directory; sets ``doc.ents`` (``backend``: torch or onnx)."""
     return BilstmEntityRecognizer(nlp, name, model, batch_size=batch_size, device=device,
                                   overwrite_ents=overwrite_ents, spans_key=spans_key, max_chars=max_chars,
-                                  truncate=truncate, backend=backend)
+                                  truncate=truncate, backend=backend, num_threads=num_threads)
 
 
 @Language.factory(
     "bilstm_translate",
     default_config={"model": None, "batch_size": 64, "device": None, "beam_size": None, "extension": "translation",
-                    "max_chars": None, "truncate": False, "backend": "torch"},
+                    "max_chars": None, "truncate": False, "backend": "torch", "num_threads": None},
     assigns=["doc._.translation"],
 )
 def make_translate(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
-                   beam_size: int | None, extension: str, max_chars: int | None, truncate: bool, backend: str
-                   ) -> BilstmTranslator:
+                   beam_size: int | None, extension: str, max_chars: int | None, truncate: bool, backend: str,
+                   num_threads: int | None) -> BilstmTranslator:
     """A translator from a ``translate`` model directory; sets ``doc._.translation`` (``backend``: torch or onnx)."""
     return BilstmTranslator(nlp, name, model, batch_size=batch_size, device=device, beam_size=beam_size,
-                            extension=extension, max_chars=max_chars, truncate=truncate, backend=backend)
+                            extension=extension, max_chars=max_chars, truncate=truncate, backend=backend,
+                            num_threads=num_threads)
 
 
 @Language.factory(
     "bilstm_lm",
     default_config={"model": None, "batch_size": 32, "device": None, "extension": "perplexity", "max_chars": None,
-                    "truncate": False, "backend": "torch"},
+                    "truncate": False, "backend": "torch", "num_threads": None},
     assigns=["doc._.perplexity"],
 )
 def make_lm(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None, extension: str,
-            max_chars: int | None, truncate: bool, backend: str) -> BilstmLanguageModel:
+            max_chars: int | None, truncate: bool, backend: str, num_threads: int | None
+            ) -> BilstmLanguageModel:
     """A language model from an ``lm`` model directory; sets ``doc._.perplexity`` (``backend``: torch or onnx)."""
     return BilstmLanguageModel(nlp, name, model, batch_size=batch_size, device=device, extension=extension,
-                               max_chars=max_chars, truncate=truncate, backend=backend)
+                               max_chars=max_chars, truncate=truncate, backend=backend, num_threads=num_threads)
 
 
 for _factory in (make_textcat, make_ner, make_translate, make_lm):
