@@ -16,7 +16,7 @@ import spacy
 from tests.conftest import ROOT
 from toolkit import Predictor
 from toolkit.artifact import read_meta
-from toolkit.specs.meta import FORMAT_VERSION, MIGRATIONS, upgrade
+from toolkit.meta import FORMAT_VERSION, MIGRATIONS, upgrade
 
 V1 = ROOT / "tests/fixtures/model_dirs_v1"
 EXPECTED = json.loads((V1 / "expected.json").read_text())

@@ -2,7 +2,7 @@
 
 Layout (no pickle anywhere)::
 
-    meta.json           the layout in toolkit/specs/meta.py (format, task, model config, labels, tokenizer,
+    meta.json           the layout in toolkit/meta.py (format, task, model config, labels, tokenizer,
                         training record, provenance, sha256 + size of every other file)
     vocab.json          (and any other JSON/tokenizer files the task needs: its spec says which)
     model.safetensors   the network's plain state_dict
@@ -30,7 +30,7 @@ from typing import Any
 
 from toolkit.errors import ModelDirError, OutputError
 from toolkit.registry import task_names
-from toolkit.specs.meta import FORMAT_VERSION, ModelMeta, upgrade
+from toolkit.meta import FORMAT_VERSION, ModelMeta, upgrade
 
 META_FILE = "meta.json"
 WEIGHTS_FILE = "model.safetensors"

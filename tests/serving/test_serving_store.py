@@ -14,7 +14,7 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.serving.conftest import LIMITS, start_server, stop_server
-from toolkit.specs.meta import FORMAT_VERSION
+from toolkit.meta import FORMAT_VERSION
 from toolkit.version import __version__
 
 

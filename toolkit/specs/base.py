@@ -23,7 +23,7 @@ from toolkit.artifact import ModelDir, load_model_dir, save_model_dir
 from toolkit.config import config_from_dict, config_to_dict
 from toolkit.data.export import DataExport
 from toolkit.errors import ConfigError, ModelDirError
-from toolkit.specs.meta import ModelMeta
+from toolkit.meta import ModelMeta
 
 ConfigT = TypeVar("ConfigT")
 TokenizerT = TypeVar("TokenizerT")

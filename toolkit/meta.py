@@ -1,9 +1,12 @@
 """meta.json: the layout every model directory shares (format 2), and the migrations from older formats.
 
+The artifact layer owns it (`toolkit/artifact.py` reads and writes it; nothing here imports a spec): the specs type its
+`model_config` and `tokenizer` sections, this module only their envelope.
+
 Format 2 (what every ``bilstm fit`` writes)::
 
     format_version  2
-    task            "classify" | "tag" | "translate" (the task table: toolkit/registry.py)
+    task            a task of the task table (toolkit/registry.py): "classify", "tag", "translate", "lm"…
     toolkit_version, created
     model_config    everything needed to rebuild the network; typed by the task's spec
     labels          the label (or tag) set in output order, or null
