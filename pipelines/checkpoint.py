@@ -1,10 +1,11 @@
 """Crash-safe output: append-only files committed window by window under a small JSON progress record.
 
 A job writes its output to ``X.partial`` (and bad lines to ``X.errors.partial``). After each window it
-fsyncs them, then atomically replaces ``X.progress`` (write a temporary file, fsync, rename, fsync the
-directory) with where the *next* window starts in the input, the SHA-256 of the input bytes consumed so far
-and the committed length of every output file. Whatever a crash (SIGKILL, power loss) leaves behind, the
-progress record describes a consistent prefix: on restart the files are truncated to the recorded lengths
+fsyncs them, then atomically replaces ``X.progress`` (:func:`toolkit.artifact.write_file_atomically`: a
+temporary file of its own, fsync, rename, fsync the directory) with where the *next* window starts in the
+input, the SHA-256 of the input bytes consumed so far and the committed length of every output file.
+Whatever a crash (SIGKILL, power loss) leaves behind, the progress record describes a consistent prefix: on
+restart the files are truncated to the recorded lengths (and a killed write's temporary record is deleted)
 and the input is read again from the recorded offset, so no record is lost or written twice.
 
 Resuming is refused (:class:`ResumeError`, with what to do) when the model, the options or the input
@@ -12,24 +13,24 @@ changed since the interrupted run; ``restart=True`` (``--restart``) starts over 
 ``flock`` on the progress file keeps two jobs from writing the same output; the kernel drops it when a job
 dies, so a killed job never leaves a stale lock.
 
-A write that fails (disk full, quota, the filesystem turned read-only, permissions) raises
-:class:`OutputError`, one line naming the file: the protocol above already makes such a failure a crash the
-job recovers from (nothing uncommitted is trusted), so the same command, once the cause is fixed, resumes.
+A write that fails (disk full, quota, the filesystem turned read-only, permissions, a failing disk) raises
+:class:`~toolkit.errors.OutputError` (:func:`toolkit.artifact.writing`'s one line, naming the file): the protocol
+above already makes such a failure a crash the job recovers from (nothing uncommitted is trusted), so the same
+command, once the cause is fixed, resumes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipelines.sources import Position
-from toolkit.errors import OutputError, ToolkitError
+from toolkit.artifact import fsync_directory, remove_torn_writes, write_file_atomically, writing
+from toolkit.errors import ToolkitError
 
 try:
     import fcntl
@@ -38,43 +39,22 @@ except ImportError:  # pragma: no cover - not on Windows; the job works there wi
 
 FORMAT = 1
 
-__all__ = ["Checkpoint", "OutputError", "ResumeError", "State", "atomic_write", "fsync_dir", "output_error",
-           "read_state", "writing"]
+__all__ = ["Checkpoint", "ResumeError", "State", "read_state", "writing_output"]
 
 
 class ResumeError(ToolkitError):
     """An interrupted job's checkpoint does not match this run (or another job holds it)."""
 
 
-# errno → (what happened, what to do); anything else is named by its strerror.
-WRITE_FAILURES = {
-    errno.ENOSPC: ("no space left on device", "free space"),
-    errno.EDQUOT: ("disk quota exceeded", "free space or raise the quota"),
-    errno.EROFS: ("the filesystem is read-only", "make it writable"),
-    errno.EACCES: ("permission denied", "make the output folder and its files writable"),
-    errno.EPERM: ("operation not permitted", "make the output folder and its files writable"),
-    errno.EFBIG: ("file too large for this filesystem", "move the job to another filesystem"),
-    errno.EIO: ("input/output error", "check the disk"),
-}
+RESUMES = "the job keeps what it committed and the same command resumes from there"
+ELSEWHERE = "give another OUTPUT (that starts over)"
 
 
-def output_error(path: Path, error: OSError) -> OutputError:
-    """The one-line :class:`OutputError` for ``error`` raised while writing ``path`` (or the file it names).
-
-    What the job wrote after its last commit stays on disk but is never trusted: the next run cuts it off.
-    """
-    reason, fix = WRITE_FAILURES.get(error.errno, (error.strerror or str(error), "fix that"))
-    return OutputError(f"{error.filename or path}: {reason} while writing the output; {fix} and run the same "
-                       "command again (the job resumes from its last commit)")
-
-
-@contextlib.contextmanager
-def writing(path: Path) -> Iterator[None]:
-    """Turn an :class:`OSError` raised while writing ``path`` into an :class:`OutputError` (no traceback)."""
-    try:
-        yield
-    except OSError as error:
-        raise output_error(path, error) from None
+def writing_output(path: Path) -> contextlib.AbstractContextManager[None]:
+    """:func:`toolkit.artifact.writing` for one of the job's files: a write that fails for want of room, a
+    read-only filesystem, permissions or a failing disk is one :class:`OutputError` line naming ``path`` and
+    saying that the same command resumes (nothing written after the last commit is trusted)."""
+    return writing(str(path), RESUMES, ELSEWHERE)
 
 
 @dataclass
@@ -99,36 +79,6 @@ class State:
     def from_json(cls, text: str) -> State:
         data = json.loads(text)
         return cls(**{**data, "next": Position(**data["next"])})
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in ``path`` durable (a no-op where directories cannot be opened)."""
-    with contextlib.suppress(OSError):
-        handle = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that a reader sees the old or the new content, never a mix.
-
-    Raises:
-        OutputError: the write failed (disk full…); ``path`` keeps its old content and no temporary file is left.
-    """
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)  # a torn temporary file is never read, but holds space
-        raise output_error(path, error) from None
-    fsync_dir(path.parent)
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -165,6 +115,7 @@ class Checkpoint:
     def open(self, restart: bool = False) -> State:
         """Lock, then resume the recorded state (truncating torn writes) or start afresh; returns the state."""
         self._acquire_lock()
+        remove_torn_writes(self.progress)  # a killed job's temporary record (the lock says no writer is running)
         if self.progress.exists() and not restart:
             self.state = self._load()
             for role, path in self.files.items() if not self.state.complete else ():
@@ -172,19 +123,24 @@ class Checkpoint:
                 if not path.exists() or path.stat().st_size < committed:
                     raise ResumeError(f"{path}: shorter than its checkpoint {self.progress} records "
                                       "(was it moved or edited?); add --restart to start over")
-                with writing(path):
+                with writing_output(path):
                     os.truncate(path, committed)  # drop what was written after the last commit
         else:
             self.state = State(self.fingerprint, lengths=dict.fromkeys(self.files, 0))
             for path in self.files.values():
-                with writing(path):
+                with writing_output(path):
                     path.write_bytes(b"")
-            atomic_write(self.progress, self.state.to_json())
+            self._save_state()
         if not self.state.complete:
             for role, path in self.files.items():
-                with writing(path):
+                with writing_output(path):
                     self._handles[role] = open(path, "ab")  # noqa: SIM115
         return self.state
+
+    def _save_state(self) -> None:
+        """Replace the progress record with :attr:`state` (atomically and durably: see the module docstring)."""
+        write_file_atomically(self.progress, self.state.to_json().encode("utf-8"), what=str(self.progress),
+                              outcome=RESUMES, elsewhere=ELSEWHERE)
 
     def _load(self) -> State:
         state = read_state(self.progress)
@@ -201,7 +157,7 @@ class Checkpoint:
         if fcntl is None or self._lock is not None:
             return
         lock = self.progress.with_name(self.progress.name + ".lock")
-        with writing(lock):
+        with writing_output(lock):
             self._lock = open(lock, "a")  # noqa: SIM115
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -225,10 +181,10 @@ class Checkpoint:
         """
         for role, data in chunks.items():
             if data:
-                with writing(self.files[role]):
+                with writing_output(self.files[role]):
                     self._handles[role].write(data)
         for role, handle in self._handles.items():
-            with writing(self.files[role]):
+            with writing_output(self.files[role]):
                 handle.flush()
                 os.fsync(handle.fileno())  # where delayed allocation reports a full disk
         state = self.state
@@ -237,17 +193,17 @@ class Checkpoint:
         state.next, state.input_sha256 = end, digest
         state.records += records
         state.errors += errors
-        atomic_write(self.progress, state.to_json())
+        self._save_state()
 
     def mark_complete(self) -> None:
         """Record that every window is committed (the files are final; only renames/merges remain)."""
         self.close_files()
         self.state.complete = True
-        atomic_write(self.progress, self.state.to_json())
+        self._save_state()
 
     def close_files(self) -> None:
         for role, handle in self._handles.items():
-            with writing(self.files[role]):
+            with writing_output(self.files[role]):
                 handle.close()
         self._handles = {}
 
@@ -265,9 +221,9 @@ class Checkpoint:
     def remove(self) -> None:
         """Delete the progress record and release the lock (after the outputs reached their final names)."""
         self.close_files()
-        with writing(self.progress):
+        with writing_output(self.progress):
             self.progress.unlink(missing_ok=True)
-        fsync_dir(self.progress.parent)
+        fsync_directory(self.progress.parent)
         if self._lock is not None:
             Path(self._lock.name).unlink(missing_ok=True)
             self._lock.close()

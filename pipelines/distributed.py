@@ -29,10 +29,11 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset
 
-from pipelines.checkpoint import Checkpoint, ResumeError, State, fsync_dir, read_state, writing
+from pipelines.checkpoint import Checkpoint, ResumeError, State, read_state, writing_output
 from pipelines.job import LabelJob, fingerprint, progress_bar, publish, summary
 from pipelines.outputs import output_paths, shard_folder
 from pipelines.sources import InputReader, Window
+from toolkit.artifact import fsync_directory
 
 ROLES = ("data", "errors", "index")
 
@@ -69,7 +70,7 @@ class LabelModule(pl.LightningModule):
         rank, world = self.trainer.global_rank, self.trainer.world_size
         self.job.predictor.device = self.device  # Lightning has moved the net here; the predictor batches here
         paths = shard_paths(self.output, rank, world)
-        with writing(paths["progress"].parent):
+        with writing_output(paths["progress"].parent):
             paths["progress"].parent.mkdir(exist_ok=True)
         # the single-process job's fingerprint (backend, quantization, device type… of this rank), plus the split
         self.checkpoint = Checkpoint(paths["progress"], {role: paths[role] for role in ROLES},
@@ -130,20 +131,20 @@ def merge_shards(output: Path, world: int) -> State:
     merged.open(restart=True)  # a merge interrupted by a crash is simply redone from the shards
     merged.close_files()
     try:
-        with writing(paths["data"]), open(paths["data"], "wb") as data, open(paths["errors"], "wb") as errors:
+        with writing_output(paths["data"]), open(paths["data"], "wb") as data, open(paths["errors"], "wb") as errors:
             window = 0
             while (entry := next(indexes[window % world], None)) is not None:
                 index, data_bytes, error_bytes = entry
                 if index != window:
                     raise ResumeError(f"{folder}: shard {window % world} holds window {index} where {window} belongs")
                 shard = sources[window % world]
-                with writing(paths["data"]):
+                with writing_output(paths["data"]):
                     data.write(shard["data"].read(data_bytes))
-                with writing(paths["errors"]):
+                with writing_output(paths["errors"]):
                     errors.write(shard["errors"].read(error_bytes))
                 window += 1
             for role, handle in (("data", data), ("errors", errors)):
-                with writing(paths[role]):
+                with writing_output(paths[role]):
                     handle.flush()
                     os.fsync(handle.fileno())
     finally:
@@ -155,9 +156,9 @@ def merge_shards(output: Path, world: int) -> State:
     merged.state.lengths = {"data": paths["data"].stat().st_size, "errors": paths["errors"].stat().st_size}
     merged.mark_complete()
     publish(merged, output, paths["data"], paths["errors"], paths["errors_final"])
-    with writing(folder):
+    with writing_output(folder):
         shutil.rmtree(folder)
-    fsync_dir(output.parent)
+    fsync_directory(output.parent)
     return merged.state
 
 

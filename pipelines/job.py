@@ -15,8 +15,20 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pipelines.checkpoint import Checkpoint, ResumeError, State, fsync_dir, writing
-from pipelines.sources import Bad, DocStart, InputReader, Item, Sentence, Text, Window, check_looks_like, input_kind
+from pipelines.checkpoint import Checkpoint, ResumeError, State, writing_output
+from pipelines.sources import (
+    Bad,
+    DocStart,
+    InputReader,
+    Item,
+    Sentence,
+    Text,
+    Window,
+    check_looks_like,
+    input_kind,
+    reads_tokens,
+)
+from toolkit.artifact import fsync_directory
 from toolkit.errors import DataError, InputError
 from toolkit.version import __version__
 
@@ -80,9 +92,9 @@ class LabelJob:
         """
         kind = input_kind(input_path)
         check_looks_like(input_path, kind, predictor.task, text_field)
-        if kind == "conll" and predictor.task != "tag":
-            raise DataError(input_path, f"CoNLL input needs a tagger model; {predictor.model_dir.path} is a "
-                            f"{predictor.task!r} model")
+        if kind == "conll" and not reads_tokens(predictor.task):
+            raise DataError(input_path, "CoNLL input needs a tagger model (one that reads pre-tokenised sentences); "
+                            f"{predictor.model_dir.path} is a {predictor.task!r} model, which reads raw texts")
         if output.suffix == ".conll" and kind != "conll":
             raise DataError(output, "CoNLL output needs CoNLL input (tokens to write the tags beside)",
                             hint="write .jsonl instead")
@@ -187,7 +199,7 @@ def fingerprint(job: LabelJob, reader: InputReader, **extra: Any) -> dict[str, A
 def publish(checkpoint: Checkpoint, output: Path, data: Path, errors: Path, errors_final: Path) -> None:
     """Give a complete job's files their final names, then drop the checkpoint; safe to redo after a crash."""
     state = checkpoint.state
-    with writing(errors_final):
+    with writing_output(errors_final):
         if errors.exists():
             if state.lengths.get("errors", 0):
                 os.replace(errors, errors_final)
@@ -196,11 +208,11 @@ def publish(checkpoint: Checkpoint, output: Path, data: Path, errors: Path, erro
         if not state.errors:
             errors_final.unlink(missing_ok=True)  # a stale errors file from an earlier run would mislead
     if data.exists():
-        with writing(output):
+        with writing_output(output):
             os.replace(data, output)
     elif not output.exists():
         raise ResumeError(f"{checkpoint.progress}: the job finished but {data} is gone; add --restart")
-    fsync_dir(output.parent)
+    fsync_directory(output.parent)
     checkpoint.remove()
 
 

@@ -1,8 +1,11 @@
 """Streaming input for batch labelling: windows of records with byte positions; bad lines become errors.
 
-Why not ``toolkit.data.readers``: those raise :class:`DataError` at the first bad line (right for training
-data, wrong for a job that has to go on) and do not report byte offsets, which a resumable job needs to
-seek back to where it stopped.
+The rules for a line are ``toolkit.data``'s, as training and `evaluate` read them: a JSONL line's object and text
+field (:func:`~toolkit.data.readers.json_record`, :func:`~toolkit.data.readers.field_text`), CoNLL sentences
+(:class:`~toolkit.data.conll.SentenceGrouper`). What differs is the reading: those readers stop with a
+:class:`DataError` at the first bad line (right for training data, wrong for a job that has to go on) and
+know no byte offsets, which a resumable job needs to seek back to where it stopped; this one reads the bytes
+itself, line by line, and turns a bad line into an errors-file record.
 
 A *window* is the job's unit of work and of commit: ``window_size`` input lines for .txt/.jsonl (blank and
 bad lines included), ``window_size`` sentences (and ``-DOCSTART-`` lines) for CoNLL, or fewer once the window
@@ -16,14 +19,23 @@ same length-sorted batches, the same output bytes.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.data.conll import DOCSTART, not_columns
-from toolkit.data.readers import LOOKS_LIKE, data_format, first_lines, guess_format, json_like, open_binary
+from toolkit.data.conll import Block, DocumentStart, SentenceGrouper, Spoiled, not_columns
+from toolkit.data.readers import (
+    LOOKS_LIKE,
+    data_format,
+    field_text,
+    first_lines,
+    guess_format,
+    json_like,
+    json_record,
+    open_binary,
+)
 from toolkit.errors import DataError
+from toolkit.registry import TASKS
 
 KINDS = ("txt", "jsonl", "conll")
 HASH_BLOCK = 1 << 20
@@ -102,16 +114,19 @@ def input_kind(path: str | Path) -> str:
     return kind
 
 
-MODEL_NAMES = {"classify": "classifier", "translate": "translator", "lm": "language model", "tag": "tagger"}
+def reads_tokens(task: str) -> bool:
+    """Whether a ``task`` model also takes pre-tokenised sentences (so it labels CoNLL files): its registry entry's
+    input kind, never its name."""
+    return TASKS[task].input_kind == "tokens"
 
 
 def _reads(task: str, text_field: str) -> str:
     """What a ``task`` model labels, for messages."""
     texts = f".jsonl (one JSON object per line, the text in {text_field!r})"
-    if task == "tag":
-        return ("a tagger reads CoNLL column files (.conll: token first, one sentence per blank-line block) or "
-                f".txt (one raw text per line) or {texts}")
-    return f"a {MODEL_NAMES.get(task, task)} reads .txt (one raw text per line) or {texts}"
+    if reads_tokens(task):
+        return (f"a {task!r} model reads CoNLL column files of pre-tokenised sentences (.conll: token first, one "
+                f"sentence per blank-line block) or .txt (one raw text per line) or {texts}")
+    return f"a {task!r} model reads .txt (one raw text per line) or {texts}"
 
 
 def _rename(kind: str, task: str) -> str:
@@ -119,7 +134,9 @@ def _rename(kind: str, task: str) -> str:
     if kind == "jsonl":
         return "rename the file to .jsonl"
     if kind == "conll":
-        return "rename the file to .conll" if task == "tag" else "only a tagger labels CoNLL files"
+        if reads_tokens(task):
+            return "rename the file to .conll"
+        return "only a model that reads pre-tokenised sentences labels CoNLL files (a tagger)"
     if kind in ("csv", "tsv"):
         return "convert it to .jsonl (one object per line) or .txt"
     return "rename the file to .txt"
@@ -164,59 +181,23 @@ def _decode(raw: bytes) -> tuple[str | None, str]:
 
 
 def _json_text(line: str, text_field: str) -> str:
-    """The text of one .jsonl line; raises ValueError with the reason when it has none."""
+    """The text of one .jsonl line (training's rules: an object with a string field; whether the model can read
+    the text is the job's screen to say); raises ValueError with the reason when it has none."""
+    record = json_record(line)
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"expected a JSON object per line, got {type(record).__name__}")
-    if text_field not in record:
-        present = ", ".join(sorted(map(str, record))) or "none"
-        raise ValueError(f"missing text field {text_field!r} (fields present: {present}; set --text-field)")
-    text = record[text_field]
-    if not isinstance(text, str):
-        raise ValueError(f"field {text_field!r} must be a string, got {type(text).__name__}")
-    if not text.strip():
-        raise ValueError(f"field {text_field!r} is empty or blank")
-    return text
+        return field_text(record, text_field)
+    except ValueError as error:
+        if text_field not in record:
+            raise ValueError(f"{error}; set --text-field") from None
+        raise
 
 
-class _ConllState:
-    """Groups CoNLL lines into sentences; a bad line spoils its whole sentence (reported once).
-
-    A sentence whose lines add up to more than ``max_bytes`` is a bad one too, and its lines stop being
-    kept as soon as it gets there: a file with no blank lines cannot grow one sentence without bound.
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self.lines: list[str] = []
-        self.first = 0
-        self.size = 0
-        self.max_bytes = max_bytes
-        self.bad: Bad | None = None
-
-    def add(self, number: int, text: str | None, reason: str) -> None:
-        if not self.lines and self.bad is None:
-            self.first = number
-        if text is not None and self.bad is None:
-            self.size += len(text)
-            if self.size > self.max_bytes:
-                text, reason = None, f"sentence is longer than {self.max_bytes} characters"
-        if text is None:
-            self.bad = self.bad or Bad(number, f"{reason}; sentence from line {self.first} skipped")
-            self.lines = []
-        elif self.bad is None:
-            self.lines.append(text)
-
-    def close(self) -> list[Item]:
-        items: list[Item] = []
-        if self.bad is not None:
-            items.append(self.bad)
-        elif self.lines:
-            items.append(Sentence(self.first, self.lines, [line.split()[0] for line in self.lines]))
-        self.lines, self.bad, self.size = [], None, 0
-        return items
+def _conll_item(piece: Block | DocumentStart | Spoiled) -> Item:
+    if isinstance(piece, Block):
+        return Sentence(piece.first_line, piece.lines, [columns[0] for columns in piece.columns])
+    if isinstance(piece, DocumentStart):
+        return DocStart(piece.line, piece.raw)
+    return Bad(piece.line, piece.reason)
 
 
 class InputReader:
@@ -240,7 +221,7 @@ class InputReader:
         self.window_size = window_size
         self.max_line_bytes = max_line_bytes
 
-    def _items(self, number: int, raw: bytes | None, conll: _ConllState) -> tuple[list[Item], int]:
+    def _items(self, number: int, raw: bytes | None, conll: SentenceGrouper) -> tuple[Sequence[Item], int]:
         """Items completed by one line (None: a line over the length limit), and how many window units it completes."""
         if raw is None:
             text, reason = None, (f"line is longer than {self.max_line_bytes} bytes; it was skipped unread "
@@ -250,15 +231,8 @@ class InputReader:
             if number == 1 and text is not None:
                 text = text.removeprefix(BOM)  # a UTF-8 byte-order mark opening the file is not text
         if self.kind == "conll":
-            columns = text.split() if text is not None else [None]
-            if not columns:  # blank line: the sentence (if any) ends here
-                items = conll.close()
-                return items, len(items)
-            if columns[0] == DOCSTART:
-                items = [*conll.close(), DocStart(number, text)]
-                return items, len(items)
-            conll.add(number, text, reason)
-            return [], 0
+            pieces = conll.add(number, text, reason)
+            return ([_conll_item(piece) for piece in pieces], len(pieces)) if pieces else ((), 0)
         if text is None:
             return [Bad(number, reason)], 1
         if not text.strip():
@@ -319,7 +293,7 @@ class InputReader:
     def _scan(self, handle, start: Position, digest, keep: Callable[[int], bool]) -> Iterator[Window]:
         window = Window(start, start)
         offset, number, units, size = start.offset, start.line, 0, 0
-        conll = _ConllState(self.max_line_bytes)
+        conll = SentenceGrouper(self.max_line_bytes)
         try:
             for raw, length in self._lines(handle, digest):
                 offset += length
@@ -334,7 +308,7 @@ class InputReader:
                     if keep(window.index):
                         yield window
                     window, units, size = Window(window.end, window.end), 0, 0
-            window.items.extend(conll.close())
+            window.items.extend(_conll_item(piece) for piece in conll.close())
         except (OSError, EOFError) as error:  # e.g. a truncated .gz file
             raise DataError(self.path, f"cannot be read after line {number}: {error}") from None
         if offset > window.start.offset:

@@ -23,16 +23,16 @@ with the same pydantic model; a few microseconds per request. Answers BentoML it
 error of the API is JSON. ``GET /docs`` (and ``/``) answer the OpenAPI (Swagger) UI, built from the files in
 BentoML's package and nothing from the internet (BentoML's own index page loads Google Tag Manager); the schema
 itself is ``/docs.json`` (with the gate's own additions, :func:`serving.ui.patch_openapi`). ``GET /ui`` is the web
-page and ``GET /models`` the list of loaded models it reads (``serving/ui.py``). ``POST /translate`` with
-``"attention": true`` is answered here, unbatched, with the attention weights; without it, the texts go on to
-BentoML's batched endpoint — or, when no other request of that route is in flight on this worker, to the endpoint's
-unbatched twin ``/<route>_unbatched`` (internal: 404 from outside), since the batcher would hold a lone request
-for a batch that never fills.
+page and ``GET /models`` the list of loaded models it reads (``serving/ui.py``). The gate does HTTP only — size,
+content type, JSON, the request model, admission and routing: a valid request goes on to BentoML's batched
+endpoint, or, when no other request of that route is in flight on this worker or when it sets one of its task's
+options (``"attention": true`` on ``/translate``), to the endpoint's unbatched twin ``/<route>_unbatched``
+(internal: 404 from outside), since the batcher would hold a lone request for a batch that never fills and takes
+the texts only.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from pathlib import Path
@@ -42,7 +42,7 @@ from pydantic import BaseModel, ValidationError
 
 from serving.lanes import RouteLanes, log_refusal
 from serving.registry import ModelRegistry
-from serving.schemas import UNBATCHED_SUFFIX
+from serving.schemas import UNBATCHED_SUFFIX, Route
 from serving.ui import MODELS_PATH, UI_PATHS, describe_models, patch_openapi, ui_page
 
 Scope = dict[str, Any]
@@ -57,11 +57,11 @@ UNUSABLE_STRING = ("the text contains an unpaired UTF-16 surrogate (such as \\ud
 class RequestGate:
     """ASGI middleware in front of the model endpoints (one route per task of ``toolkit.registry``, and /generate)."""
 
-    def __init__(self, app: Any, registry: ModelRegistry, routes: dict[str, tuple[str, type[BaseModel]]],
-                 lanes: RouteLanes, max_texts: int, max_chars: int, max_body_bytes: int) -> None:
-        """``routes``: path → (the task whose model answers it, the request model that validates its body);
-        ``lanes``: each route's admission limit and threads (the requests it is answering now: a lone one skips
-        the batcher's wait)."""
+    def __init__(self, app: Any, registry: ModelRegistry, routes: dict[str, Route], lanes: RouteLanes,
+                 max_texts: int, max_chars: int, max_body_bytes: int) -> None:
+        """``routes``: path → its :class:`~serving.schemas.Route` (the task whose model answers it, the request
+        model that validates its body, whether it batches, its option fields); ``lanes``: each route's admission
+        limit and threads (the requests it is answering now: a lone one skips the batcher's wait)."""
         self.app = app
         self.registry = registry
         self.routes = routes
@@ -94,25 +94,25 @@ class RequestGate:
         with self.lanes.admitted(path):
             await self._answer(path, route, scope, receive, send)
 
-    async def _answer(self, path: str, route: tuple[str, type[BaseModel]], scope: Scope, receive: Any,
-                      send: Any) -> None:
-        """Check one admitted model request and hand it on (or answer it here)."""
-        task, request_model = route
-        lone = self.lanes.in_flight[path] == 1 and path != "/generate"  # only this request is on its route
-        refusal = self._refuse_early(task, scope)
+    async def _answer(self, path: str, route: Route, scope: Scope, receive: Any, send: Any) -> None:
+        """Check one admitted model request and hand it on, to the batched endpoint or to its unbatched twin."""
+        refusal = self._refuse_early(route.task, scope)
         body = b""
         if refusal is None:
             body, refusal = await self._read_body(receive)
         if refusal is None:
-            refusal = self._check(body, request_model)
-        if refusal is None and task == "translate":
-            body, refusal = await self._translate_options(body, request_model, send)
+            refusal = self._check(body, route.request)
         if refusal is not None:
             status, payload, headers = refusal
             await _send_json(send, status, payload, headers)
             return
-        if not body:  # answered here (translation with attention)
-            return
+        # A request alone on its route goes to the route's unbatched twin: the adaptive batcher would hold it for
+        # a batch that never fills (p99 ~100 ms at concurrency 1); with others in flight it joins their batch. A
+        # request that sets one of its task's options goes there too, whole (the batched endpoint takes the texts
+        # only); one that leaves them at their defaults is batched like the others, without them.
+        unbatched = route.batched and (self.lanes.in_flight[path] == 1 or _sets_an_option(body, route))
+        if route.options and not unbatched:
+            body = _texts_of(body)
 
         replayed = False
 
@@ -123,9 +123,7 @@ class RequestGate:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # after the body: wait for the disconnect, as starlette expects
 
-        # A request alone on its route goes to the route's unbatched twin: the adaptive batcher would hold it for
-        # a batch that never fills (p99 ~100 ms at concurrency 1); with others in flight it joins their batch.
-        if lone:
+        if unbatched:
             target = path + UNBATCHED_SUFFIX
             scope = {**scope, "path": target, "raw_path": target.encode()}
         await self.app(scope, replay, _overload_answers(send, path, self.lanes))
@@ -139,30 +137,10 @@ class RequestGate:
         elif path == MODELS_PATH:
             await _send_json(send, 200, describe_models(self.registry), {})
         elif path == "/docs.json":
-            await self.app(scope, receive, _patched_schema(send))
+            await self.app(scope, receive, _patched_schema(send, self.routes))
         else:
             return False
         return True
-
-    async def _translate_options(self, body: bytes, request_model: type[BaseModel],
-                                 send: Any) -> tuple[bytes, tuple[int, dict, dict] | None]:
-        """``/translate``'s own option: ``"attention": true`` is answered here, unbatched (BentoML's batched
-        endpoint takes the texts only, so the option is taken out of the body it gets).
-
-        Returns the body to hand on (empty once answered here) and a refusal, if any.
-        """
-        request = request_model.model_validate_json(body)
-        if not request.attention:
-            return json.dumps({"texts": request.texts}).encode(), None
-        try:
-            results = await self.lanes.run("/translate", functools.partial(
-                self.registry.predict, "translate", list(request.texts), batch_size=len(request.texts),
-                return_attention=True))
-        except Exception as error:  # validated input: a failure here is a bug, said as one and logged
-            logger.exception("bilstm: /translate with attention failed")
-            return b"", (422, {"error": f"the texts could not be translated: {error}"}, {})
-        await _send_json(send, 200, results, {})
-        return b"", None
 
     def _refuse_early(self, task: str, scope: Scope) -> tuple[int, dict, dict] | None:
         """Refusals that need no body: unknown task, not ready, wrong content type, declared size."""
@@ -253,6 +231,19 @@ class RequestGate:
         return 422, {"error": message, "detail": [_jsonable(item) for item in details]}, {}
 
 
+def _sets_an_option(body: bytes, route: Route) -> bool:
+    """Whether a validated body sets one of the route's options to something other than its default."""
+    if not route.options:
+        return False
+    request = route.request.model_validate_json(body)
+    return any(getattr(request, name) != route.request.model_fields[name].default for name in route.options)
+
+
+def _texts_of(body: bytes) -> bytes:
+    """A validated body with its options (all at their defaults) taken out: what the batched endpoint takes."""
+    return json.dumps({"texts": json.loads(body)["texts"]}).encode()
+
+
 def _jsonable(item: dict) -> dict:
     return {key: (value if isinstance(value, (str, int, float, list, tuple, type(None))) else str(value))
             for key, value in item.items()}
@@ -335,7 +326,7 @@ def _no_route(path: str, routes: dict[str, Any]) -> str:
             "/metrics, /docs.json, the OpenAPI UI at /docs and the web page at /ui")
 
 
-def _patched_schema(send: Any) -> Any:
+def _patched_schema(send: Any, routes: dict[str, Route]) -> Any:
     """``send``, but BentoML's OpenAPI schema goes out with the gate's own routes and options added."""
     held: dict[str, Any] = {"body": b""}
 
@@ -352,7 +343,7 @@ def _patched_schema(send: Any) -> Any:
         if message.get("more_body", False):
             return
         try:
-            body = json.dumps(patch_openapi(json.loads(held["body"]))).encode()
+            body = json.dumps(patch_openapi(json.loads(held["body"]), routes)).encode()
         except ValueError:
             body = held["body"]
         headers = [(key, value) for key, value in held["start"].get("headers", []) if key.lower() != b"content-length"]

@@ -32,7 +32,6 @@ from serving.settings import ServeSettings
 from toolkit.errors import InputError
 
 logger = logging.getLogger("bentoml.bilstm")
-GENERATION_TASK = "lm"
 GENERATOR_NAME = "bilstm-generator"
 
 
@@ -64,8 +63,8 @@ class GeneratorClient:
         return response.json()
 
 
-def generator_service(settings: ServeSettings, bento_attributes: list[tuple[str, str]]) -> Any:
-    """The ``bilstm-generator`` service: loads only the language model among the configured models."""
+def generator_service(settings: ServeSettings, task: str, bento_attributes: list[tuple[str, str]]) -> Any:
+    """The ``bilstm-generator`` service: loads only the model of ``task`` (the one that samples text)."""
 
     class BilstmGenerator:
         """Samples continuations from the configured language model (one process, ``generate_concurrency`` threads)."""
@@ -74,7 +73,7 @@ def generator_service(settings: ServeSettings, bento_attributes: list[tuple[str,
             self.registry = ModelRegistry()
             try:
                 sources = [s for s in resolve_sources(model_paths(self, settings, bento_attributes))
-                           if s.task == GENERATION_TASK]
+                           if s.task == task]
             except Exception as error:  # the main worker reports the same problem on /readyz
                 logger.exception("bilstm-generator: cannot read the configured models")
                 self.registry.configure([], settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import logging
 import os
 import threading
@@ -219,7 +220,7 @@ class ModelRegistry:
         ``options`` go to the task's ``Predictor.predict`` (e.g. ``return_attention=True`` for translations).
         """
         predictor = self.predictors[task]
-        if task == "translate":
-            options.setdefault("beam_size", self._beam_size)
+        if "beam_size" in inspect.signature(predictor.predict).parameters:  # a model that searches: the server's beam
+            options.setdefault("beam_size", self._beam_size)  # (None: the model's own default)
         with self._autocast():
             return [result.to_dict() for result in predictor.predict(texts, batch_size=batch_size, **options)]

@@ -1,14 +1,16 @@
 """Request and response models of the HTTP API (pydantic), so the OpenAPI schema says what is accepted.
 
-Every endpoint takes ``{"texts": ["...", ...]}`` and answers with a JSON array holding one result per
-text, in order: the Predictor result's ``to_dict()``. The response models are derived from the Predictor's
-result dataclasses (:func:`result_model`), so a result is defined once.
+Every endpoint takes ``{"texts": ["...", ...]}`` (plus the fields of its task's options, from the task table) and
+answers with a JSON array holding one result per text, in order: the Predictor result's ``to_dict()``. The models
+are derived from the task table (:func:`model_routes`) and the Predictor's dataclasses (:func:`result_model`,
+:func:`option_fields`), so a result or an option is defined once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
@@ -41,18 +43,6 @@ def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
         )
 
     return TextsRequest
-
-
-def translate_request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
-    """``POST /translate``: the texts, and whether to return the attention weights too."""
-
-    class TranslateRequest(request_model(max_texts, max_chars)):  # type: ignore[misc]
-        """Texts to translate, in order; ``attention: true`` adds each translation's attention weights."""
-
-        attention: bool = Field(False, description="also return the attention weights and the subwords of both "
-                                                   "sides (computed without batching)")
-
-    return TranslateRequest
 
 
 def generate_request_model(max_prompts: int, max_chars: int, max_new_tokens: int) -> type[BaseModel]:
@@ -90,25 +80,72 @@ def _usable_prompt(prompt: str) -> str:
 
 UNBATCHED_SUFFIX = "_unbatched"
 """``/classify_unbatched`` etc.: each model route's twin without adaptive batching (serving/service.py); internal:
-the request gate sends a lone request there and answers 404 to anyone else."""
+the request gate sends a lone request there (and one that sets an option) and answers 404 to anyone else."""
 
-HTTP_HIDDEN = {"Translation": ("attention", "source_tokens", "target_tokens")}
-"""Result fields the JSON routes do not carry (the Predictor fills them only when asked)."""
+GENERATE_PATH = "/generate"
 
 
-def model_routes(max_texts: int, max_chars: int, max_new_tokens: int) -> dict[str, tuple[str, type[BaseModel]]]:
-    """Every model endpoint: path → (the task whose model answers it, the request model its body must fit)."""
-    from toolkit.registry import TASKS
+@dataclass(frozen=True)
+class Route:
+    """One model endpoint: the task whose model answers it and the request model its body must fit."""
+
+    task: str
+    request: type[BaseModel]
+    batched: bool = True
+    """It has an adaptive-batching endpoint and an unbatched twin (``/generate`` has neither: one call per request)."""
+    options: tuple[str, ...] = ()
+    """The request's fields beyond ``texts`` (the task's ``options``): a request that sets one goes unbatched."""
+    texts_request: type[BaseModel] | None = None
+    """``request`` without the options: what the batched endpoint takes."""
+
+
+def option_fields(options: type | None) -> dict[str, tuple[Any, Any]]:
+    """Pydantic fields for a task's options dataclass (``TaskEntry.options``), with their descriptions."""
+    if options is None:
+        return {}
+    hints = typing.get_type_hints(options)
+    return {item.name: (hints[item.name], Field(item.default, description=item.metadata.get("description")))
+            for item in dataclasses.fields(options)}
+
+
+def predict_arguments(options: type | None, values: dict[str, Any]) -> dict[str, Any]:
+    """The Predictor's keyword arguments for a request's option values (a field may name its ``argument``)."""
+    if options is None:
+        return {}
+    return {item.metadata.get("argument", item.name): values[item.name] for item in dataclasses.fields(options)
+            if item.name in values}
+
+
+def option_only_fields(options: type | None) -> tuple[str, ...]:
+    """Result fields that only an option fills (``attention`` …): the batched routes' schema leaves them out."""
+    if options is None:
+        return ()
+    return tuple(name for item in dataclasses.fields(options) for name in item.metadata.get("adds", ()))
+
+
+def model_routes(max_texts: int, max_chars: int, max_new_tokens: int) -> dict[str, Route]:
+    """Every model endpoint, from the task table: ``POST /<route>`` per task (its options in the body) and
+    ``POST /generate`` for the first task whose entry samples text."""
+    from toolkit.registry import TASKS, load_piece
 
     texts = request_model(max_texts, max_chars)
-    routes = {f"/{entry.route}": (task, texts) for task, entry in TASKS.items()}
-    routes["/translate"] = ("translate", translate_request_model(max_texts, max_chars))
-    routes["/generate"] = ("lm", generate_request_model(max_texts, max_chars, max_new_tokens))
+    routes: dict[str, Route] = {}
+    for task, entry in TASKS.items():
+        options = load_piece(entry.options) if entry.options else None
+        fields = option_fields(options)
+        request = texts if not fields else create_model(
+            f"{entry.route.capitalize()}Request", __base__=texts, __doc__=f"{texts.__doc__} {options.__doc__}",
+            **fields)
+        routes[f"/{entry.route}"] = Route(task, request, options=tuple(fields), texts_request=texts)
+        if entry.generation and GENERATE_PATH not in routes:
+            routes[GENERATE_PATH] = Route(task, generate_request_model(max_texts, max_chars, max_new_tokens),
+                                          batched=False)
     return routes
 
 
-def result_model(result: type, name: str | None = None) -> type[BaseModel]:
-    """The pydantic model of a Predictor result dataclass, field for field (nested dataclasses too).
+def result_model(result: type, name: str | None = None, hidden: tuple[str, ...] = ()) -> type[BaseModel]:
+    """The pydantic model of a Predictor result dataclass, field for field (nested dataclasses too), without the
+    ``hidden`` fields (those only an option fills: :func:`option_only_fields`).
 
     The dataclass is the one definition of a result; this only restates it for BentoML's validation and the
     OpenAPI schema. A nested dataclass ``X`` becomes ``XResult``.
@@ -116,7 +153,7 @@ def result_model(result: type, name: str | None = None) -> type[BaseModel]:
     hints = typing.get_type_hints(result)
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(result):
-        if field.name in HTTP_HIDDEN.get(result.__name__, ()):
+        if field.name in hidden:
             continue
         default: Any = field.default
         if field.default_factory is not dataclasses.MISSING:
@@ -134,11 +171,3 @@ def _pydantic_type(annotation: Any) -> Any:
     if origin in (list, dict) and arguments:
         return origin[tuple(_pydantic_type(argument) for argument in arguments)]
     return annotation
-
-
-class ErrorResponse(BaseModel):
-    """Every 4xx/503 answer of the request gate: one line saying what is wrong, plus details."""
-
-    error: str
-    detail: list[dict] | None = None
-    loaded_tasks: list[str] | None = None

@@ -21,6 +21,7 @@ the gate admits at most a bounded number of requests per route (429 beyond): a s
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Annotated, Any
 
@@ -31,10 +32,18 @@ from bentoml.validators import ContentType
 from starlette.responses import JSONResponse
 
 from serving.gate import RequestGate
-from serving.generator import GENERATION_TASK, GeneratorClient, generator_service
+from serving.generator import GeneratorClient, generator_service
 from serving.lanes import DropOverloadTracebacks, LaneLimits, RouteLanes
 from serving.registry import ModelRegistry, configured_tasks, model_paths, resolve_sources
-from serving.schemas import UNBATCHED_SUFFIX, model_routes, result_model
+from serving.schemas import (
+    GENERATE_PATH,
+    UNBATCHED_SUFFIX,
+    Route,
+    model_routes,
+    option_only_fields,
+    predict_arguments,
+    result_model,
+)
 from serving.settings import ServeSettings
 from toolkit.errors import InputError
 from toolkit.registry import TASKS, load_piece
@@ -43,14 +52,11 @@ logger = logging.getLogger("bentoml.bilstm")  # under "bentoml": BentoML logs it
 
 SETTINGS = ServeSettings.from_env()
 ROUTES = model_routes(SETTINGS.max_texts, SETTINGS.max_chars, SETTINGS.max_new_tokens)
-"""Every model endpoint: the task whose model answers it and the request model the gate checks its body with."""
-TextsRequest = ROUTES["/classify"][1]
-GenerateRequest = ROUTES["/generate"][1]
+"""Every model endpoint (from the task table): the task whose model answers it and the request model of its body."""
 REGISTRY = ModelRegistry()  # this worker's models; shared by the service instance and the request gate
-GENERATE = "/generate"
 LANES = RouteLanes({  # this worker's per-route admission and threads; shared with the request gate
-    route: LaneLimits(SETTINGS.generate_concurrency, SETTINGS.generate_max_in_flight) if route == GENERATE
-    else LaneLimits(1, SETTINGS.max_in_flight) for route in ROUTES})
+    path: LaneLimits(1, SETTINGS.max_in_flight) if route.batched
+    else LaneLimits(SETTINGS.generate_concurrency, SETTINGS.generate_max_in_flight) for path, route in ROUTES.items()})
 logging.getLogger("bentoml._internal.server.http_app").addFilter(DropOverloadTracebacks())
 GENERATOR = GeneratorClient(SETTINGS.timeout_s * 1.01)  # this worker's connections to the generation worker
 # A declared media type spares BentoML from rebuilding the output's JSON schema on every response to find it
@@ -78,7 +84,8 @@ class BilstmService:
         """``/readyz``: 200 only once every configured model is loaded on this worker."""
         return self.registry.ready
 
-    def _run(self, task: str, texts: list[str], batched: bool = True) -> list[dict[str, Any]] | JSONResponse:
+    def _run(self, task: str, texts: list[str], batched: bool = True,
+             **options: Any) -> list[dict[str, Any]] | JSONResponse:
         """Predict a batch (the texts of one or more requests; one request's when not ``batched``).
 
         The gate has validated every text, so a failure here is a bug. It would fail every request in the
@@ -87,7 +94,9 @@ class BilstmService:
         request the model refuses as input (InputError) gets its own 422 with the model's message.
         """
         try:
-            return self.registry.predict(task, texts, batch_size=SETTINGS.max_batch_size)
+            results = self.registry.predict(task, texts, batch_size=SETTINGS.max_batch_size, **options)
+            # an option may add result fields the route's response model leaves out (attention): sent as they are
+            return JSONResponse(results) if options else results
         except InputError as error:
             if not batched:
                 return _unprocessable(error)
@@ -110,44 +119,57 @@ def _unprocessable(error: InputError) -> JSONResponse:
     return JSONResponse({"error": f"invalid request: {error}"}, status_code=422)
 
 
-async def _generate(self: BilstmService, prompts: list[str], max_tokens: int = 50, temperature: float = 1.0,
-                    top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> list[dict[str, Any]] | JSONResponse:
-    """Continuations sampled from the language model, one per prompt, in order: by the generation worker, a process
-    of its own (``serving/generator.py``), so that sampling never holds this worker's GIL."""
-    answer = await GENERATOR.generate(prompts=prompts, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
-                                      top_p=top_p, seed=seed)
-    if "error" in answer:
-        return JSONResponse({"error": f"invalid request: {answer['error']}"}, status_code=422)
-    return answer["results"]
-
-
-def _endpoint(task: str, route: str, result: type, batched: bool = True) -> Any:
+def _endpoint(path: str, route: Route, batched: bool = True) -> Any:
     """``POST /<route>``: the texts of one or more requests (adaptive batching) → one result per text.
 
     ``batched=False`` makes the route's internal twin ``/<route>_unbatched``, to which the gate sends a request
-    that is alone on its route (the batcher would only make it wait).
+    that is alone on its route (the batcher would only make it wait) or that sets one of the task's options (the
+    twin takes the whole request model, options included).
     """
-    model = result_model(result, f"{route.capitalize()}Result")
-    path = f"/{route}"
+    entry = TASKS[route.task]
+    result = load_piece(entry.result)
+    options = load_piece(entry.options) if entry.options else None
+    name = path.strip("/")
+    model = result_model(result, f"{name.capitalize()}Result", hidden=option_only_fields(options))
 
-    async def endpoint(self: BilstmService, texts: list[str]) -> list[dict[str, Any]] | JSONResponse:
-        return await LANES.run(path, self._run, task, texts, batched)
+    async def endpoint(self: BilstmService, texts: list[str], **values: Any) -> list[dict[str, Any]] | JSONResponse:
+        given = {key: value for key, value in predict_arguments(options, values).items() if value}
+        return await LANES.run(path, functools.partial(self._run, route.task, texts, batched, **given))
 
-    endpoint.__name__ = endpoint.__qualname__ = route if batched else route + UNBATCHED_SUFFIX
+    endpoint.__name__ = endpoint.__qualname__ = name if batched else name + UNBATCHED_SUFFIX
     endpoint.__doc__ = f"{result.__doc__.splitlines()[0]} One result per text, in order."
     endpoint.__annotations__ = {"texts": list[str], "return": Annotated[list[model], JSON]}
-    return bentoml.api(input_spec=TextsRequest, **(BATCHING if batched else {}))(endpoint)
+    # BentoML's batchable endpoints take one input: ``texts`` alone (the gate strips options a request leaves at their
+    # defaults, and sends a request that sets one to the unbatched twin, which takes the whole request model).
+    request = route.texts_request if batched else route.request
+    return bentoml.api(input_spec=request, **(BATCHING if batched else {}))(endpoint)
 
 
-for _task, _entry in TASKS.items():
-    setattr(BilstmService, _entry.route, _endpoint(_task, _entry.route, load_piece(_entry.result)))
-    setattr(BilstmService, _entry.route + UNBATCHED_SUFFIX,
-            _endpoint(_task, _entry.route, load_piece(_entry.result), batched=False))
-_generate.__annotations__ = {
-    "prompts": list[str], "max_tokens": int, "temperature": float, "top_k": int, "top_p": float, "seed": int | None,
-    "return": Annotated[list[result_model(load_piece("toolkit.predict.lm:Generation"), "GenerateResult")], JSON]}
-_generate.__name__ = _generate.__qualname__ = "generate"  # BentoML names the route after the function
-BilstmService.generate = bentoml.api(input_spec=GenerateRequest)(_generate)
+def _generation_endpoint(route: Route) -> Any:
+    """``POST /generate``: continuations sampled by the generation worker (its own process; serving/generator.py)."""
+    import typing
+
+    generated = typing.get_type_hints(load_piece(TASKS[route.task].predictor).generate)["return"]
+    model = result_model(typing.get_args(generated)[0], "GenerateResult")
+
+    async def generate(self: BilstmService, prompts: list[str], **sampling: Any) -> list[dict[str, Any]] | JSONResponse:
+        """Continuations sampled from the model, one per prompt, in order (never holding this worker's GIL)."""
+        answer = await GENERATOR.generate(prompts=prompts, **sampling)
+        if "error" in answer:
+            return JSONResponse({"error": f"invalid request: {answer['error']}"}, status_code=422)
+        return answer["results"]
+
+    generate.__annotations__ = {"prompts": list[str], "return": Annotated[list[model], JSON]}
+    return bentoml.api(input_spec=route.request)(generate)
+
+
+for _path, _route in ROUTES.items():
+    _name = _path.strip("/")
+    if _route.batched:
+        setattr(BilstmService, _name, _endpoint(_path, _route))
+        setattr(BilstmService, _name + UNBATCHED_SUFFIX, _endpoint(_path, _route, batched=False))
+    else:
+        setattr(BilstmService, _name, _generation_endpoint(_route))
 
 
 def _bento_model_attributes() -> list[tuple[str, str]]:
@@ -157,11 +179,14 @@ def _bento_model_attributes() -> list[tuple[str, str]]:
 # Models from the BentoML store are class attributes, so `bentoml build` packs them into the bento.
 for _attribute, _tag in _bento_model_attributes():
     setattr(BilstmService, _attribute, BentoModel(_tag))
-if GENERATION_TASK in configured_tasks(SETTINGS):  # /generate runs in a process of its own (serving/generator.py)
-    BilstmService.generator = bentoml.depends(generator_service(SETTINGS, _bento_model_attributes()))
+if GENERATE_PATH in ROUTES and ROUTES[GENERATE_PATH].task in configured_tasks(SETTINGS):
+    # /generate runs in a process of its own (serving/generator.py)
+    BilstmService.generator = bentoml.depends(generator_service(SETTINGS, ROUTES[GENERATE_PATH].task,
+                                                                _bento_model_attributes()))
 
 BilstmService = bentoml.service(  # type: ignore[misc]
-    name="bilstm", description="BiLSTM classifier, tagger and translator", **SETTINGS.service_config()
+    name="bilstm", description="BiLSTM models over HTTP: one route per task of the task table",
+    **SETTINGS.service_config()
 )(BilstmService)
 BilstmService.add_asgi_middleware(RequestGate, registry=REGISTRY, routes=ROUTES, lanes=LANES,
                                   max_texts=SETTINGS.max_texts, max_chars=SETTINGS.max_chars,

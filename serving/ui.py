@@ -1,5 +1,6 @@
 """The web page next to the API (``GET /ui``), the model list it reads (``GET /models``), and the OpenAPI
-additions for the options the request gate handles itself (``"attention": true`` on ``/translate``).
+additions for the tasks' options (``"attention": true`` on ``/translate``), which BentoML's schema of the batched
+endpoint (texts only) leaves out.
 
 The page is one file, ``serving/assets/ui.html``, with its CSS and script inline: it loads nothing from the
 internet. It calls the same JSON routes the API documents, so what it shows is what a client gets. Named
@@ -14,20 +15,18 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from serving.schemas import UNBATCHED_SUFFIX
+from serving.schemas import GENERATE_PATH, UNBATCHED_SUFFIX
 from toolkit.registry import TASKS
 
 if TYPE_CHECKING:
     from serving.registry import ModelRegistry
+    from serving.schemas import Route
 
 UI_PAGE = Path(__file__).parent / "assets" / "ui.html"
 UI_PATHS = ("/ui", "/ui/")
 MODELS_PATH = "/models"
 CONLL_COLOURS = {"PER": "PERSON", "LOC": "LOC", "ORG": "ORG", "MISC": "NORP"}
 """CoNLL types drawn in the colour displaCy gives the matching OntoNotes type (MISC has none: NORP's)."""
-ATTENTION_FIELD = {"type": "boolean", "default": False,
-                   "description": "also return the attention weights (one row per output subword, one column per "
-                                  "source subword) and the subwords of both sides; computed without batching"}
 
 
 @functools.cache
@@ -54,31 +53,35 @@ def describe_models(registry: ModelRegistry) -> dict[str, Any]:
                                 "loaded": predictor is not None}
         if predictor is not None:
             item["labels"] = predictor.labels
-        if source.task == "lm":
-            item["routes"] = ["/score", "/generate"]
+        if entry.generation is not None:
+            item["routes"] = [f"/{entry.route}", GENERATE_PATH]
         models.append(item)
     return {"ready": registry.ready, "error": registry.error, "models": models}
 
 
-def patch_openapi(schema: dict[str, Any]) -> dict[str, Any]:
-    """Add the gate's own request options to BentoML's schema (it sees the batched endpoint, texts only).
+def patch_openapi(schema: dict[str, Any], routes: dict[str, Route]) -> dict[str, Any]:
+    """Add each task's options to BentoML's schema of its route (it sees the batched endpoint: texts only), drop the
+    internal unbatched twins, and list the gate's own pages.
 
     ``/translate`` takes ``"attention": true``; its answers then carry ``attention``, ``source_tokens`` and
     ``target_tokens``.
     """
-    paths = schema.get("paths", {})
+    paths = schema.setdefault("paths", {})
     for path in [path for path in paths if path.endswith(UNBATCHED_SUFFIX)]:
         del paths[path]  # internal twins of the model routes
-    try:
-        operation = schema["paths"]["/translate"]["post"]
-        body = operation["requestBody"]["content"]["application/json"]
-    except (KeyError, TypeError):
-        return schema
-    request = _resolve(schema, body.get("schema", {}))
-    properties = dict(request.get("properties", {}))
-    properties["attention"] = ATTENTION_FIELD
-    body["schema"] = {**request, "title": "TranslateRequest", "properties": properties}
-    schema.setdefault("paths", {}).setdefault("/ui", {"get": {
+    for path, route in routes.items():
+        if not route.options:
+            continue
+        try:
+            body = paths[path]["post"]["requestBody"]["content"]["application/json"]
+        except (KeyError, TypeError):
+            continue
+        request = _resolve(schema, body.get("schema", {}))
+        properties = dict(request.get("properties", {}))
+        options = route.request.model_json_schema()["properties"]
+        properties.update({name: options[name] for name in route.options})
+        body["schema"] = {**request, "title": route.request.__name__, "properties": properties}
+    paths.setdefault("/ui", {"get": {
         "summary": "The web page: type a text, see every loaded model's answer", "responses": {"200": {
             "description": "an HTML page (no external assets)", "content": {"text/html": {}}}}}})
     schema["paths"].setdefault(MODELS_PATH, {"get": {

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from toolkit.registry import TASKS, TaskEntry
+from toolkit.registry import INPUT_KINDS, TASKS, TaskEntry
 
 PACKAGES = ("toolkit", "pipelines", "serving")
 REGISTRY_FIELDS = set(TaskEntry.__dataclass_fields__)
@@ -77,7 +77,9 @@ def edges_of(name: str) -> tuple[set[str], set[str]]:
             elif function.endswith("load_piece") and node.args and isinstance(node.args[0], ast.Attribute) \
                     and node.args[0].attr in REGISTRY_FIELDS:
                 for entry in TASKS.values():
-                    add(getattr(entry, node.args[0].attr).partition(":")[0])
+                    reference = getattr(entry, node.args[0].attr)
+                    if reference:
+                        add(reference.partition(":")[0])
     if name == "toolkit.cli":  # its subcommand table: module names resolved with importlib.import_module
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in MODULES:
@@ -169,7 +171,64 @@ def test_every_task_entry_names_real_pieces():
         assert load_piece(entry.spec).task == task
         assert load_piece(entry.predictor).task == task
         assert load_piece(entry.module).task == task
+        assert entry.input_kind in INPUT_KINDS
+        for field in ("report", "spacy_component", "onnx_export", "options", "generation"):
+            if getattr(entry, field):
+                assert load_piece(getattr(entry, field)) is not None, (task, field)
         by_layer = defaultdict(list)
         for field in ("spec", "data", "module", "predictor", "result"):
             by_layer[layer(getattr(entry, field).partition(":")[0])].append(field)
         assert set(by_layer) == {"toolkit.specs", "toolkit.data", "toolkit.tasks", "toolkit.predict"}
+
+
+def own_modules(entry: TaskEntry) -> set[str]:
+    """The modules that are a task's own: those its entry names (spec, data, module, predictor, report…)."""
+    return {value.partition(":")[0] for value in vars(entry).values() if isinstance(value, str) and ":" in value}
+
+
+FROZEN_HISTORY = {"toolkit.meta"}
+"""Format-1 migrations describe files written by toolkit 0.1.0 (a tag model kept its scheme twice): history, not
+dispatch, so they may name the task they were written for."""
+
+
+def task_name_comparisons(name: str) -> list[str]:
+    """``x == "tag"``, ``task in ("lm", ...)``, ``match``-free: every comparison of a task name literal in ``name``."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        literals = [item for operand in operands for item in
+                    ([operand] if isinstance(operand, ast.Constant) else getattr(operand, "elts", []))
+                    if isinstance(item, ast.Constant) and item.value in TASKS]
+        if literals:
+            found.append(f"{name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_outside_a_tasks_own_files_compares_a_task_name():
+    """Adapters and shared layers dispatch on a task's entry (input kind, options, generation…), not on its name:
+    a new task then needs no edit in them (issue 24)."""
+    owners = {task: own_modules(entry) for task, entry in TASKS.items()}
+    offending = []
+    for name in sorted(MODULES):
+        if name in FROZEN_HISTORY or name == "toolkit.registry":
+            continue
+        for comparison in task_name_comparisons(name):
+            compared = {value for value in TASKS if repr(value) in comparison.partition(": ")[2]}
+            if not all(name in owners[task] for task in compared):
+                offending.append(comparison)
+    assert offending == []
+
+
+def test_the_comparison_finder_sees_what_it_must(tmp_path):
+    """The check above fails on the old dispatch (a guard against a finder that never finds anything)."""
+    probe = tmp_path / "probe.py"
+    probe.write_text('def f(task, predictor, kind):\n    if task == "tag" or predictor.task in ("lm", "x"):\n'
+                     '        return 1\n    return kind == "text" and task != "nothing"\n', encoding="utf-8")
+    MODULES["tests.probe"] = probe
+    try:
+        assert len(task_name_comparisons("tests.probe")) == 2
+    finally:
+        del MODULES["tests.probe"]

@@ -200,3 +200,85 @@ def test_a_swap_whose_second_rename_fails_puts_the_old_model_back(tmp_path, monk
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # back in place now, not at the next load
     assert load_model_dir(tmp_path / "m").meta.training["metrics"] == {"acc": 0.5}
+
+
+# --- one atomic file writer: report pages, the LM corpus cache, the batch job's progress record --------------------
+
+def test_an_atomic_write_replaces_the_file_whole_and_leaves_nothing_beside_it(tmp_path):
+    from toolkit.artifact import write_file_atomically
+
+    target = tmp_path / "record.json"
+    target.write_bytes(b"old")
+    write_file_atomically(target, b"new content")
+    assert target.read_bytes() == b"new content" and target.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]
+
+
+def test_two_writers_of_one_file_never_share_a_temporary_file(tmp_path):
+    """With one fixed temporary name, one writer renamed the other's half-written file into place, or found it gone."""
+    import threading
+
+    from toolkit.artifact import write_file_atomically
+
+    target = tmp_path / "record.json"
+    contents = {name: name.encode() * 50_000 for name in ("a", "b")}
+    failures: list[BaseException] = []
+    seen: set[bytes] = set()
+
+    def write_many(data: bytes) -> None:
+        try:
+            for _ in range(40):
+                write_file_atomically(target, data)
+                seen.add(target.read_bytes())
+        except BaseException as error:  # collected and asserted below
+            failures.append(error)
+
+    threads = [threading.Thread(target=write_many, args=(data,)) for data in contents.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert seen <= set(contents.values())  # every read saw one writer's whole file, never a mix
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]
+
+
+def test_a_failed_atomic_write_keeps_the_old_file_and_is_one_line_when_named(tmp_path):
+    from tests.test_cli_errors import remount_read_only, tiny_disk
+    from toolkit.artifact import write_file_atomically
+    from toolkit.errors import OutputError
+
+    with tiny_disk(tmp_path / "disk", "64k") as disk:
+        target = disk / "record.json"
+        write_file_atomically(target, b"committed")
+        with pytest.raises(OutputError) as error:
+            write_file_atomically(target, b"x" * 200_000, what=f"the record {target}", outcome="the last one is kept")
+        assert str(error.value) == (f"cannot write the record {target}: No space left on device; the last one is kept: "
+                                    "free some disk space or write it elsewhere, then run again")
+        with pytest.raises(OSError) as raw:  # without a name the caller words it: the OSError itself
+            write_file_atomically(target, b"x" * 200_000)
+        assert raw.value.errno == errno.ENOSPC
+        assert target.read_bytes() == b"committed" and sorted(p.name for p in disk.iterdir()) == ["record.json"]
+        remount_read_only(disk)
+        with pytest.raises(OutputError, match=r"Read-only file system: write it elsewhere, or make it writable, then"):
+            write_file_atomically(target, b"new", what=f"the record {target}")
+        assert target.read_bytes() == b"committed"
+
+
+def test_torn_writes_of_one_file_are_removed_and_only_its_own(tmp_path):
+    from toolkit.artifact import remove_torn_writes
+
+    for name in (".out.progress.tmp-k1ll3d00", ".out.progress.lock.tmp-a1b2c3d4", ".out.progress2.tmp-a1b2c3d4",
+                 "out.progress"):
+        (tmp_path / name).write_text("x")
+    assert remove_torn_writes(tmp_path / "out.progress") == [tmp_path / ".out.progress.tmp-k1ll3d00"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.progress.lock.tmp-a1b2c3d4",
+                                                          ".out.progress2.tmp-a1b2c3d4", "out.progress"]
+
+
+def test_an_io_error_is_one_line_that_says_to_check_the_disk():
+    from toolkit.artifact import cannot_write
+
+    error = cannot_write(OSError(errno.EIO, "Input/output error"), "the file x", elsewhere="write it elsewhere")
+    assert str(error) == ("cannot write the file x: Input/output error: check the disk or write it elsewhere, then "
+                          "run again")

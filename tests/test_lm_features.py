@@ -190,7 +190,37 @@ def _assert_no_dev_sentence(data: LanguageModelData, dev_file: Path) -> None:
 
 
 def test_a_missing_lm_directory_is_named_with_its_option(tmp_path):
-    from toolkit.data.tag import language_model_vocabularies
+    from toolkit.data.tag import open_language_models
 
     with pytest.raises(ConfigError, match=r"data\.lm_backward: .*not found.*bilstm fit"):
-        language_model_vocabularies({"backward": str(tmp_path / "absent")})
+        open_language_models({"backward": str(tmp_path / "absent")})
+
+
+@pytest.mark.slow
+def test_each_lm_is_opened_once_and_handed_to_the_model_and_its_checkpoint_form_is_checked(taglm, monkeypatch):
+    import toolkit.data.lm as data_lm
+    from toolkit.data.tag import TaggingData
+    from toolkit.tasks.tag import SequenceTagger
+
+    opened = []
+    load = data_lm.load_model_dir
+    monkeypatch.setattr(data_lm, "load_model_dir", lambda path: opened.append(Path(path)) or load(path))
+    data = TaggingData(str(ROOT / "samples" / "ner" / "train.conll"), str(ROOT / "samples" / "ner" / "dev.conll"),
+                       lm_forward=str(taglm["forward"]), lm_backward=str(taglm["backward"]))
+    model = SequenceTagger(data_info=data.data_info)
+    assert opened == [taglm["forward"], taglm["backward"]]  # by the data module; the model took them from it
+    lm = Predictor.load(taglm["forward"], device="cpu").net
+    assert torch.equal(model.net.lm_forward.embed.weight, lm.embed.weight)
+    # The checkpoint's form: plain types, each LM as its path and weights checksum; rebuilt from it, the LMs are
+    # opened again and must hold the same weights.
+    plain = model.hparams["data_info"]
+    sha256 = json.loads((taglm["forward"] / "meta.json").read_text())["files"]["model.safetensors"]["sha256"]
+    assert plain["language_models"]["forward"] == {"path": str(taglm["forward"].resolve()), "sha256": sha256}
+    assert plain["tags"] == list(data.tags) and plain["vocab_size"] == len(data.featurizer.words)
+    rebuilt = SequenceTagger(data_info=plain)
+    assert torch.equal(rebuilt.net.lm_forward.embed.weight, lm.embed.weight)
+    assert rebuilt.init_from_records == model.init_from_records
+    swapped = {**plain, "language_models": {"forward": plain["language_models"]["backward"] | {
+        "path": plain["language_models"]["forward"]["path"]}}}
+    with pytest.raises(ConfigError, match=r"data\.lm_forward: .*no longer holds the language model"):
+        SequenceTagger(data_info=swapped)

@@ -110,7 +110,7 @@ def test_what_does_not_export_is_refused_before_any_work(task, cell, padding, ex
     encoder = EncoderConfig(cell=cell, padding=padding)
     network = SimpleNamespace(encoder=encoder, chars=extra.get("chars", "none"))
     with pytest.raises(ConfigError, match=words):
-        _check_exportable(SimpleNamespace(task=task, has_onnx_export=True,
+        _check_exportable(SimpleNamespace(task=task,
                                           config=SimpleNamespace(network=network,
                                                                  transformer=extra.get("transformer", False),
                                                                  language_models=lambda: extra.get("lms", {}))))
@@ -177,11 +177,11 @@ def test_tagger_export_gives_the_same_tags_entities_and_confidences(exported_tag
 
 @pytest.mark.parametrize(("steps", "word_length"), [(1, 1), (4, 12), (57, 3)])
 def test_tagger_axes_are_dynamic(exported_tagger, steps, word_length):
-    from toolkit.onnx_export import RECIPES
+    from toolkit.onnx_export import tagger_recipe
 
     torch_predictor = Predictor.load(exported_tagger, device="cpu")
     onnx_net = Predictor.load(exported_tagger, backend="onnx").net
-    recipe = RECIPES["tag"](torch_predictor)
+    recipe = tagger_recipe(torch_predictor)
     lengths = (steps, max(1, steps // 3))
     inputs = recipe.make_inputs(2, steps, lengths, 7)
     batch = dict(zip(recipe.input_names, inputs, strict=True))

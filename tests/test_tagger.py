@@ -110,3 +110,38 @@ def test_tagger_with_transformer_features_round_trips(tiny_bert, tmp_path):
     scores = Predictor.load(model_dir, device="cpu").evaluate(SAMPLES / "ner/dev.conll")
     # Training validated with cached (frozen) transformer features; the Predictor runs the transformer live.
     assert scores["f1"] == pytest.approx(meta["training"]["metrics"]["val_f1"], abs=2e-3)
+
+
+def test_data_info_round_trips_through_its_plain_form_and_refuses_other_keys():
+    from toolkit.data.tag import TagDataInfo
+    from toolkit.errors import ConfigError
+
+    info = TagDataInfo(5, 7, ["O", "S-PER"], "bioes", "iob1")
+    plain = info.to_dict()
+    assert json.loads(json.dumps(plain)) == plain == {
+        "vocab_size": 5, "num_chars": 7, "tags": ["O", "S-PER"], "scheme": "bioes", "input_scheme": "iob1",
+        "transformer": None, "language_models": {}}
+    assert info.tags == ("O", "S-PER") and TagDataInfo.of(plain) == info and TagDataInfo.of(info) is info
+    older = {key: value for key, value in plain.items() if key not in ("transformer", "language_models")}
+    assert TagDataInfo.from_dict(older) == info  # the keys with defaults may be absent
+    other = {**{key: value for key, value in plain.items() if key != "tags"}, "labels": ["O", "S-PER"]}
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['labels'\]; missing key\(s\) \['tags'\]"):
+        TagDataInfo.from_dict(other)
+    with pytest.raises(ConfigError, match=r"model\.data_info \(vocab_size, .*\) is required; the CLI links it"):
+        TagDataInfo.of(None)
+
+
+def test_the_checkpoint_keeps_data_info_in_plain_form_and_the_tagger_rebuilds_from_it(ner_run, ner_model_dir):
+    import torch
+
+    from toolkit.tasks.tag import SequenceTagger
+
+    (last,) = ner_run.glob("lightning_logs/version_*/checkpoints/last.ckpt")
+    checkpoint = torch.load(last, weights_only=True)  # no class of ours inside: data_info is plain
+    hparams = checkpoint["hyper_parameters"]
+    meta = json.loads((ner_model_dir / "meta.json").read_text())
+    assert hparams["data_info"]["tags"] == meta["labels"]
+    assert hparams["data_info"]["vocab_size"] == meta["model_config"]["vocab_size"]
+    model = SequenceTagger(hparams["network"], hparams["optimizer"], hparams["data_info"])
+    model.load_state_dict(checkpoint["state_dict"])  # strict: the network rebuilt from it has the same shape
+    assert model.model_config.scheme == meta["model_config"]["scheme"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -29,19 +30,20 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ModelDirError, OutputError
-from toolkit.registry import task_names
 from toolkit.meta import FORMAT_VERSION, ModelMeta, upgrade
+from toolkit.registry import task_names
 
 META_FILE = "meta.json"
 WEIGHTS_FILE = "model.safetensors"
 
 __all__ = ["FORMAT_VERSION", "META_FILE", "WEIGHTS_FILE", "WRITE_ERRNOS", "ModelDir", "ModelMeta", "add_files",
-           "cannot_write", "check_files", "load_model_dir", "read_meta", "replace_directory", "save_model_dir",
-           "writing"]
+           "cannot_write", "check_files", "fsync_directory", "load_model_dir", "read_meta", "remove_torn_writes",
+           "replace_directory", "save_model_dir", "write_file_atomically", "writing"]
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-WRITE_ERRNOS = FULL_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM}
-"""The OSErrors a user can cause by where they write (no room, read-only, not theirs) rather than a bug."""
+WRITE_ERRNOS = FULL_ERRNOS | {errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+"""The OSErrors a user can cause, or fix, by where they write (no room, read-only, not theirs, a failing disk)
+rather than a bug."""
 
 
 def cannot_write(error: OSError, what: str, outcome: str = "", elsewhere: str = "write it elsewhere") -> OutputError:
@@ -55,6 +57,8 @@ def cannot_write(error: OSError, what: str, outcome: str = "", elsewhere: str = 
     """
     if error.errno in FULL_ERRNOS:
         advice = f"free some disk space or {elsewhere}"
+    elif error.errno == errno.EIO:
+        advice = f"check the disk or {elsewhere}"
     else:
         advice = f"{elsewhere}, or make it writable"
     reason = error.strerror or str(error)
@@ -129,20 +133,68 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
-def write_file_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename: a reader never sees half a file,
-    and a crash leaves the old file or the new one (report pages, the language-model corpus cache)."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600 files; these are meant to be read by other users
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def fsync_directory(path: Path) -> None:
+    """Make the names in folder ``path`` durable: a rename into it, a file created or deleted there.
+
+    A no-op where a directory cannot be opened or flushed (Windows, some network filesystems): there the rename
+    is as durable as the platform makes it, and the files' own contents were flushed before.
+    """
+    with contextlib.suppress(OSError):
+        _fsync(path)
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}.tmp-"
+
+
+def write_file_atomically(path: Path, data: bytes, *, what: str | None = None, outcome: str = "",
+                          elsewhere: str = "write it elsewhere") -> None:
+    """Replace ``path`` with ``data``: a reader sees the old file or the new one, never a mix, and a crash (a kill,
+    a power cut) leaves one of the two on disk. One writer for every such file (report pages, the language-model
+    corpus cache, the batch job's progress record).
+
+    The bytes go to a temporary file of a name no other writer gets (``.NAME.tmp-XXXXXXXX`` beside ``path``),
+    which is flushed to disk, renamed over ``path``, and then the folder is flushed, so the rename itself
+    survives a power cut. If anything fails the temporary file is removed (a torn one only holds space) and
+    ``path`` keeps its old content; a killed writer's temporary file is left for :func:`remove_torn_writes`.
+
+    Args:
+        path: the file to replace (or create); its folder must exist.
+        data: its new content.
+        what: what is written, with its path, for :func:`cannot_write`: a failure from :data:`WRITE_ERRNOS` is
+            then that one :class:`OutputError` line, with ``outcome`` and ``elsewhere``. None: the
+            :class:`OSError` itself is raised, for a caller that words it its own way.
+
+    Raises:
+        OutputError: (``what`` given) no room, read-only, no permission, a failing disk; ``path`` is unchanged.
+    """
+    with writing(what, outcome, elsewhere) if what is not None else contextlib.nullcontext():
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path))
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())  # the bytes are on disk before the name points at them
+            os.chmod(temporary, 0o644)  # mkstemp makes 0600 files; these are meant to be read by other users
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(temporary).unlink(missing_ok=True)
+            raise
+        fsync_directory(path.parent)
+
+
+def remove_torn_writes(path: Path) -> list[Path]:
+    """Delete the temporary files that killed :func:`write_file_atomically` calls left beside ``path``; returns them.
+
+    Only for a caller that knows no other writer of ``path`` is running (the batch job holds its lock), since a
+    running writer's temporary file looks the same.
+    """
+    torn = sorted(path.parent.glob(glob.escape(_temporary_prefix(path)) + "*"))
+    for item in torn:
+        with contextlib.suppress(OSError):
+            item.unlink()
+    return torn
 
 
 def _fsync_tree(root: Path) -> None:

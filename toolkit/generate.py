@@ -25,11 +25,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from toolkit.errors import ModelDirError
     from toolkit.predict import Predictor
+    from toolkit.registry import TASKS
 
     predictor = Predictor.load(args.model_dir)
-    if predictor.task != "lm":
-        raise ModelDirError(f"{args.model_dir} holds a {predictor.task!r} model; generate needs a language model "
-                            "(task lm, configs/lm_*.yaml)")
+    if TASKS[predictor.task].generation is None:
+        samplers = ", ".join(task for task, entry in TASKS.items() if entry.generation is not None)
+        raise ModelDirError(f"{args.model_dir} holds a {predictor.task!r} model, which does not sample text; generate "
+                            f"needs a model that does (task {samplers}: a language model, configs/lm_*.yaml)")
     prompts = [prompt for prompt in (args.prompt or [""]) for _ in range(args.samples)]
     results = predictor.generate(prompts, max_tokens=args.max_tokens, temperature=args.temperature,
                                  top_k=args.top_k, top_p=args.top_p, seed=args.seed)

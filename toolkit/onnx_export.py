@@ -51,7 +51,7 @@ class ExportRecipe:
     ``[layers, batch, hidden]``, meaningful only for the texts that fill the time axis."""
 
 
-def _classifier_recipe(predictor: Any) -> ExportRecipe:
+def classifier_recipe(predictor: Any) -> ExportRecipe:
     """The whole classifier: ``ids [B, T]``, ``lengths [B]`` → ``logits [B, classes]``."""
     vocab_size = len(predictor.vocab)
 
@@ -79,7 +79,7 @@ class _TaggerScores(torch.nn.Module):
         return self.net(dict(zip(self.keys, tensors, strict=True)))
 
 
-def _tagger_recipe(predictor: Any) -> ExportRecipe:
+def tagger_recipe(predictor: Any) -> ExportRecipe:
     """Word (+ casing, + character CNN) features → encoder → tag scores ``[B, T, tags]``."""
     net = predictor.net.eval()
     keys = ("words", *(("casing",) if net.casing is not None else ()), *(("chars",) if net.chars is not None else ()),
@@ -123,7 +123,7 @@ def lm_state_names(cell: str) -> tuple[str, ...]:
     return ("hidden", "cell") if cell == "lstm" else ("hidden",)
 
 
-def _lm_recipe(predictor: Any) -> ExportRecipe:
+def lm_recipe(predictor: Any) -> ExportRecipe:
     """``ids [B, T]``, ``lengths [B]``, state ``[L, B, H]`` each → ``log_probs [B, T, V]``, new state."""
     net = predictor.net.eval()
     encoder = net.config.encoder
@@ -142,22 +142,38 @@ def _lm_recipe(predictor: Any) -> ExportRecipe:
                         ("log_probs", *(f"new_{name}" for name in state)))
 
 
-RECIPES: dict[str, Callable[[Any], ExportRecipe]] = {"classify": _classifier_recipe, "tag": _tagger_recipe,
-                                                     "lm": _lm_recipe}
-"""The one-graph exports; the translator's two graphs are toolkit/onnx_seq2seq.py's."""
+def one_graph_export(recipe: Callable[[Any], ExportRecipe]) -> Callable[[Any, str | Path, bool], dict[str, Any]]:
+    """A task's ``onnx_export`` (the task table's field) from the recipe of its one graph."""
+    def export(predictor: Any, model_dir: str | Path, int8: bool) -> dict[str, Any]:
+        import onnxruntime
+
+        return _export_one_graph(recipe(predictor), model_dir, int8, onnxruntime.__version__)
+
+    export.__doc__ = f"Export, check and add the graph of {recipe.__name__} (and its int8 copy) to ``model_dir``."
+    return export
+
+
+export_classifier = one_graph_export(classifier_recipe)
+export_tagger = one_graph_export(tagger_recipe)
+export_language_model = one_graph_export(lm_recipe)
+# The translator's two graphs are toolkit/onnx_seq2seq.py's export_translator.
 
 
 def exported_tasks() -> list[str]:
-    """The tasks whose predictor class says its network can be swapped for an ONNX export."""
-    from toolkit.registry import TASKS, load_piece
+    """The tasks whose entry in the task table names an ONNX export."""
+    from toolkit.registry import TASKS
 
-    return [task for task, entry in TASKS.items() if load_piece(entry.predictor).has_onnx_export]
+    return [task for task, entry in TASKS.items() if entry.onnx_export is not None]
 
 
 def _check_exportable(predictor: Any) -> None:
+    """Refuse, before any work, what does not export: the task, the cell, the padding, or what the task's predictor
+    says it cannot export (``onnx_refusal``: a tagger's transformer or LM features, say)."""
     from toolkit.nn.encoder import FUSED_CELLS
+    from toolkit.registry import TASKS, load_piece
 
-    if not predictor.has_onnx_export:
+    entry = TASKS[predictor.task]
+    if entry.onnx_export is None:
         raise ConfigError(f"ONNX export covers {', '.join(exported_tasks())} models for now, not {predictor.task!r}: "
                           "this model runs on the torch backend")
     network = predictor.config.network
@@ -167,16 +183,9 @@ def _check_exportable(predictor: Any) -> None:
                           "this model runs on the torch backend (docs/cells.md)")
     if encoder.padding == "packed":
         raise ConfigError("ONNX export needs encoder.padding 'reverse' (the default); packed sequences do not export")
-    if predictor.task == "tag":
-        if getattr(predictor.config, "transformer", False):
-            raise ConfigError("ONNX export of taggers with transformer features is not built: this model runs on "
-                              "the torch backend")
-        if predictor.config.language_models():
-            raise ConfigError("ONNX export of taggers with LM features (data.lm_forward/lm_backward) is not built: "
-                              "this model runs on the torch backend")
-        if network.chars == "lstm":
-            raise ConfigError("ONNX export covers taggers with character CNNs ('cnn') or no character features, "
-                              "not the character BiLSTM: this model runs on the torch backend")
+    refusal = load_piece(entry.predictor).onnx_refusal(predictor)
+    if refusal is not None:
+        raise ConfigError(f"{refusal}: this model runs on the torch backend")
 
 
 def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
@@ -190,11 +199,12 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
         ExportError: the exported graph disagrees with torch (nothing is written then).
     """
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: F401 (the exports import it again; refuse before any work when it is missing)
     except ImportError:
         raise ConfigError("ONNX export needs onnx and onnxruntime: pip install 'bilstm-toolkit[onnx]'") from None
     from toolkit.artifact import writing
     from toolkit.predict import Predictor
+    from toolkit.registry import TASKS, load_piece
 
     predictor = Predictor.load(model_dir, device="cpu")
     _check_exportable(predictor)
@@ -203,18 +213,13 @@ def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:
     # partial model.onnx anywhere, and the model directory as it was.
     with writing(f"the ONNX export in the temporary folder {tempfile.gettempdir()}", f"{model_dir} is unchanged",
                  "set TMPDIR to another folder"):
-        if predictor.task == "translate":  # two graphs, driven by the search in torch: toolkit/onnx_seq2seq.py
-            from toolkit.onnx_seq2seq import export_translator
-
-            return export_translator(predictor, model_dir, int8)
-        return _export_one_graph(predictor, model_dir, int8, onnxruntime.__version__)
+        return load_piece(TASKS[predictor.task].onnx_export)(predictor, model_dir, int8)
 
 
-def _export_one_graph(predictor: Any, model_dir: str | Path, int8: bool, ort_version: str) -> dict[str, Any]:
-    """Export, check and add the one graph of a classifier, tagger or language model (see :func:`export_onnx`)."""
+def _export_one_graph(recipe: ExportRecipe, model_dir: str | Path, int8: bool, ort_version: str) -> dict[str, Any]:
+    """Export, check and add one graph (a classifier's, tagger's or language model's; see :func:`export_onnx`)."""
     from toolkit.artifact import add_files
 
-    recipe = RECIPES[predictor.task](predictor)
     with tempfile.TemporaryDirectory() as scratch:
         onnx_path = Path(scratch) / ONNX_FILE
         with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated in favour of dynamo

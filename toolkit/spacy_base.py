@@ -18,9 +18,11 @@ a process too.
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import tempfile
+import typing
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -100,7 +102,13 @@ class ModelDirPipe(Pipe):
     """Shared plumbing: a model directory, a lazily loaded Predictor, batching and serialisation."""
 
     task: ClassVar[str] = ""
+    """The task whose model directories it reads; set by :func:`register_factory` from the task table."""
     factory: ClassVar[str] = ""
+    """Its factory name (the task table's ``spacy_factory``); set by :func:`register_factory`."""
+    assigns: ClassVar[tuple[str, ...]] = ()
+    """What it writes on a Doc (spaCy's ``assigns``)."""
+    score_weights: ClassVar[dict[str, float | None] | None] = None
+    """spaCy's ``default_score_weights`` of the component, if it scores."""
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 64,
                  device: str | None = None, max_chars: int | None = None, truncate: bool = False,
@@ -307,3 +315,37 @@ def _rebuilding_a_saved_pipeline() -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def factory_function_name(factory: str) -> str:
+    """The module attribute a factory is exposed as (``bilstm_ner`` → ``make_ner``): the entry points' target."""
+    return "make_" + factory.removeprefix("bilstm_")
+
+
+def register_factory(task: str, factory: str, component: type[ModelDirPipe]) -> Any:
+    """Register ``factory`` with spaCy for ``component``, reading ``task``'s model directories; returns the function.
+
+    The factory's settings are the keyword arguments of ``component.__init__`` after ``model``, with their defaults
+    and types (spaCy validates a config against the function's signature), so a component declares its settings
+    once, in Python.
+    """
+    component.task, component.factory = task, factory
+    init = inspect.signature(component.__init__)
+    hints = typing.get_type_hints(component.__init__)
+    settings = [parameter for name, parameter in init.parameters.items() if name not in ("self", "nlp", "name")]
+    parameters = [inspect.Parameter("nlp", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Language),
+                  inspect.Parameter("name", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)]
+    parameters += [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=hints[p.name])
+                   for p in settings]
+
+    def make(nlp: Language, name: str, **config: Any) -> ModelDirPipe:
+        return component(nlp, name, **config)
+
+    make.__name__ = make.__qualname__ = factory_function_name(factory)
+    make.__doc__ = f"The ``{factory}`` component: {(component.__doc__ or '').strip().splitlines()[0]}"
+    make.__signature__ = inspect.Signature(parameters, return_annotation=component)  # type: ignore[attr-defined]
+    make.__annotations__ = {**{p.name: p.annotation for p in parameters}, "return": component}
+    defaults = {p.name: None if p.default is inspect.Parameter.empty else p.default for p in settings}
+    Language.factory(factory, default_config=defaults, assigns=list(component.assigns),
+                     default_score_weights=component.score_weights or {})(make)
+    return make

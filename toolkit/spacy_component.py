@@ -9,10 +9,11 @@ Usage::
     nlp.to_disk("my_pipeline")                       # copies the model directory into the pipeline
     nlp = spacy.load("my_pipeline")                  # any process; no `import toolkit` needed
 
-The factories are registered with ``@Language.factory`` *and* declared as ``spacy_factories`` entry points
-(pyproject.toml), so spaCy finds them in a fresh process. spaCy imports every such entry point whenever it
-builds a ``Language``, so this module imports nothing heavy at import time: torch and the predictors are
-imported when a model is loaded.
+The factories are made from the task table (one per task: its ``spacy_factory`` name and ``spacy_component``
+class, whose ``__init__`` keywords are the factory's settings), registered with ``Language.factory`` *and*
+declared as ``spacy_factories`` entry points (pyproject.toml), so spaCy finds them in a fresh process. spaCy
+imports every such entry point whenever it builds a ``Language``, so this module imports nothing heavy at import
+time: torch and the predictors are imported when a model is loaded.
 
 Each component follows spaCy's own split: ``predict(docs)`` runs the :class:`~toolkit.predict.Predictor`
 and changes nothing; ``set_annotations(docs, predictions)`` writes the results. ``pipe`` hands each batch
@@ -33,9 +34,8 @@ threads (1 unless set), under fork and spawn alike; why, and what a forked worke
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from spacy.language import Language
 from spacy.pipeline.span_ruler import prioritize_existing_ents_filter, prioritize_new_ents_filter
@@ -44,7 +44,8 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
 
 from toolkit.data.textrules import is_blank
-from toolkit.spacy_base import MODEL_SUBDIR, ModelDirPipe
+from toolkit.registry import TASKS, load_piece
+from toolkit.spacy_base import MODEL_SUBDIR, ModelDirPipe, factory_function_name, register_factory
 
 if TYPE_CHECKING:
     from toolkit.predict.translate import Translation
@@ -60,8 +61,8 @@ class BilstmTextCategorizer(ModelDirPipe):
     to classify.
     """
 
-    task = "classify"
-    factory = "bilstm_textcat"
+    assigns = ("doc.cats",)
+    score_weights: ClassVar[dict[str, float | None]] = {"cats_score": 1.0}
 
     def predict(self, docs: Iterable[Doc]) -> list[dict[str, float] | None]:
         """Class probabilities per doc (None for a blank doc)."""
@@ -102,8 +103,9 @@ class BilstmEntityRecognizer(ModelDirPipe):
     spancat does).
     """
 
-    task = "tag"
-    factory = "bilstm_ner"
+    assigns = ("doc.ents", "token.ent_iob", "token.ent_type")
+    score_weights: ClassVar[dict[str, float | None]] = {"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0,
+                                                        "ents_per_type": None}
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 32,
                  device: str | None = None, overwrite_ents: bool = False, spans_key: str | None = None,
@@ -160,8 +162,7 @@ class BilstmTranslator(ModelDirPipe):
     getter or as a method cannot be written and is refused. A blank doc gets None.
     """
 
-    task = "translate"
-    factory = "bilstm_translate"
+    assigns = ("doc._.translation",)
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 64,
                  device: str | None = None, beam_size: int | None = None, extension: str = "translation",
@@ -203,8 +204,7 @@ class BilstmLanguageModel(ModelDirPipe):
     gets None. Useful to filter a corpus (``[d for d in nlp.pipe(texts) if d._.perplexity < 200]``).
     """
 
-    task = "lm"
-    factory = "bilstm_lm"
+    assigns = ("doc._.perplexity",)
 
     def __init__(self, nlp: Language, name: str, model: str | None, *, batch_size: int = 32,
                  device: str | None = None, extension: str = "perplexity", max_chars: int | None = None,
@@ -248,81 +248,20 @@ def register_doc_extension(extension: str, component: str, factory: str = "bilst
             f"config={{'extension': ...}}")
 
 
-# ---- factories (also the `spacy_factories` entry points in pyproject.toml) ---------------------------------
-# spaCy 3.7 validates a factory's arguments with a pydantic v1 model built from its annotations, which cannot resolve
-# the strings `from __future__ import annotations` leaves: they are made real objects below (spaCy 3.8 needs nothing).
+# ---- factories: one per task of the task table, made from its component class ------------------------------
+# `make_textcat`, `make_ner`, … (``make_`` + the factory name without ``bilstm_``) are also the `spacy_factories` entry
+# points in pyproject.toml, so spaCy finds them in a fresh process; a task from another package names
+# `toolkit.spacy_component:make_<name>` in its own entry points (docs/architecture.md).
 
-@Language.factory(
-    "bilstm_textcat",
-    default_config={"model": None, "batch_size": 64, "device": None, "max_chars": None, "truncate": False,
-                    "backend": "torch", "num_threads": None},
-    assigns=["doc.cats"],
-    default_score_weights={"cats_score": 1.0},
-)
-def make_textcat(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
-                 max_chars: int | None, truncate: bool, backend: str, num_threads: int | None
-                 ) -> BilstmTextCategorizer:
-    """A text classifier from a ``classify`` model directory; fills ``doc.cats`` (``backend``: torch or onnx)."""
-    return BilstmTextCategorizer(nlp, name, model, batch_size=batch_size, device=device, max_chars=max_chars,
-                                 truncate=truncate, backend=backend, num_threads=num_threads)
+for _task, _entry in TASKS.items():
+    globals()[factory_function_name(_entry.spacy_factory)] = register_factory(_task, _entry.spacy_factory,
+                                                                             load_piece(_entry.spacy_component))
 
-
-@Language.factory(
-    "bilstm_ner",
-    default_config={"model": None, "batch_size": 32, "device": None, "overwrite_ents": False, "spans_key": None,
-                    "max_chars": None, "truncate": False, "backend": "torch", "num_threads": None},
-    assigns=["doc.ents", "token.ent_iob", "token.ent_type"],
-    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
-)
-def make_ner(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
-             overwrite_ents: bool, spans_key: str | None, max_chars: int | None, truncate: bool, backend: str,
-             num_threads: int | None) -> BilstmEntityRecognizer:
-    """An entity recogniser from a ``tag`` model directory; sets ``doc.ents`` (``backend``: torch or onnx)."""
-    return BilstmEntityRecognizer(nlp, name, model, batch_size=batch_size, device=device,
-                                  overwrite_ents=overwrite_ents, spans_key=spans_key, max_chars=max_chars,
-                                  truncate=truncate, backend=backend, num_threads=num_threads)
-
-
-@Language.factory(
-    "bilstm_translate",
-    default_config={"model": None, "batch_size": 64, "device": None, "beam_size": None, "extension": "translation",
-                    "max_chars": None, "truncate": False, "backend": "torch", "num_threads": None},
-    assigns=["doc._.translation"],
-)
-def make_translate(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None,
-                   beam_size: int | None, extension: str, max_chars: int | None, truncate: bool, backend: str,
-                   num_threads: int | None) -> BilstmTranslator:
-    """A translator from a ``translate`` model directory; sets ``doc._.translation`` (``backend``: torch or onnx)."""
-    return BilstmTranslator(nlp, name, model, batch_size=batch_size, device=device, beam_size=beam_size,
-                            extension=extension, max_chars=max_chars, truncate=truncate, backend=backend,
-                            num_threads=num_threads)
-
-
-@Language.factory(
-    "bilstm_lm",
-    default_config={"model": None, "batch_size": 32, "device": None, "extension": "perplexity", "max_chars": None,
-                    "truncate": False, "backend": "torch", "num_threads": None},
-    assigns=["doc._.perplexity"],
-)
-def make_lm(nlp: Language, name: str, model: str | None, batch_size: int, device: str | None, extension: str,
-            max_chars: int | None, truncate: bool, backend: str, num_threads: int | None
-            ) -> BilstmLanguageModel:
-    """A language model from an ``lm`` model directory; sets ``doc._.perplexity`` (``backend``: torch or onnx)."""
-    return BilstmLanguageModel(nlp, name, model, batch_size=batch_size, device=device, extension=extension,
-                               max_chars=max_chars, truncate=truncate, backend=backend, num_threads=num_threads)
-
-
-for _factory in (make_textcat, make_ner, make_translate, make_lm):
-    _factory.__annotations__ = typing.get_type_hints(_factory)
-
-__all__ = [
+__all__ = [  # the make_* factories are generated above, one per task
     "MODEL_SUBDIR",
     "BilstmEntityRecognizer",
     "BilstmLanguageModel",
     "BilstmTextCategorizer",
     "BilstmTranslator",
-    "make_lm",
-    "make_ner",
-    "make_textcat",
-    "make_translate",
+    *(factory_function_name(entry.spacy_factory) for entry in TASKS.values()),
 ]

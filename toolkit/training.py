@@ -131,6 +131,8 @@ class ToolkitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--export_dir", type=str | None, default=None,
                             help="where fit writes the model directory (default: <trainer.default_root_dir>/model)")
+        # The data module's data_info (one frozen dataclass per task, e.g. ClassifyDataInfo) reaches the model as
+        # it is, opened language models included; the model keeps its plain form in checkpoints (to_dict()).
         parser.link_arguments("data.data_info", "model.init_args.data_info", apply_on="instantiate")
         parser.add_lightning_class_args(ModelSummary, "summary")
         parser.set_defaults({"summary.max_depth": 4})

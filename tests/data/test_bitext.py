@@ -117,7 +117,7 @@ def test_collate_adds_bos_and_eos_and_pads():
 def test_datamodule_builds_vocab_from_training_data_and_exports_it():
     data = BitextData(str(SAMPLES / "train.de"), str(SAMPLES / "dev.jsonl"), vocab_size=700, batch_size=8)
     info = data.data_info
-    assert info["source_vocab_size"] == info["target_vocab_size"] <= 700
+    assert info.source_vocab_size == info.target_vocab_size <= 700
     data.setup("fit")
     assert len(data.datasets["train"]) == 300 and len(data.datasets["val"]) == 60
     batch = next(iter(data.val_dataloader()))

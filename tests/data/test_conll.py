@@ -94,3 +94,30 @@ def test_a_broken_line_in_a_real_column_file_still_names_the_line(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(DataError, match=r"b\.conll:8: has 3 columns, but earlier lines have 4"):
         read_conll(path)
+
+
+def test_the_grouper_spoils_a_sentence_once_and_goes_on_with_the_next():
+    """What the batch job reads through: a bad or over-long sentence is one piece naming its first line."""
+    from toolkit.data.conll import Block, DocumentStart, SentenceGrouper, Spoiled
+
+    grouper = SentenceGrouper(max_chars=30)
+    lines = ["-DOCSTART- -X- O O", "", "EU B-ORG", None, "rejects O", "", "Peter B-PER", "", "a O", "b" * 30 + " O",
+             "c O", "", "Bonn B-LOC"]
+    pieces = [(number, piece) for number, line in enumerate(lines, start=1)
+              for piece in grouper.add(number, line, "line is not valid UTF-8 (byte 3)")]
+    pieces += [(0, piece) for piece in grouper.close()]
+    assert pieces == [
+        (1, DocumentStart(1, "-DOCSTART- -X- O O")),
+        (6, Spoiled(4, "line is not valid UTF-8 (byte 3); sentence from line 3 skipped")),
+        (8, Block(7, ["Peter B-PER"], [["Peter", "B-PER"]])),
+        (12, Spoiled(10, "sentence is longer than 30 characters; sentence from line 9 skipped")),
+        (0, Block(13, ["Bonn B-LOC"], [["Bonn", "B-LOC"]])),
+    ]
+    assert grouper.close() == ()
+
+
+def test_a_column_count_is_named_before_a_bad_tag_of_the_same_sentence(tmp_path):
+    path = tmp_path / "w.conll"
+    path.write_text("EU NNP I-NP ORG\nrejects VBZ I-VP O\nGerman JJ I-MISC\n")
+    with pytest.raises(DataError, match=r"w.conll:3: has 3 columns, but earlier lines have 4"):
+        read_conll(path)

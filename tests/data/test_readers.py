@@ -125,3 +125,30 @@ def test_a_broken_line_after_good_ones_is_not_called_another_format(tmp_path):
     with pytest.raises(DataError) as error:
         read_labelled(path)
     assert str(error.value) == f"{path}:2: not valid JSON (Expecting value at column 1)"
+
+
+def test_one_rule_for_a_jsonl_line_and_its_field():
+    """What training, `evaluate` and the batch job share (the job records the reason and goes on)."""
+    from toolkit.data.readers import field_text, json_record
+
+    assert json_record('{"text": "x"}') == {"text": "x"}
+    for line, reason in [('{"text": ', "not valid JSON (Expecting value at column 10)"),
+                         ("[1, 2]", "expected a JSON object per line, got list"),
+                         ("[" * 100_000, "not valid JSON (nested too deeply to read)")]:
+        with pytest.raises(ValueError) as error:
+            json_record(line)
+        assert str(error.value) == reason
+    assert field_text({"label": 1}, "label", "label", numbers=True) == "1"
+    for record, numbers, reason in [({"review": "x"}, False, "missing text field 'text' (fields present: review)"),
+                                    ({"text": 42}, False, "field 'text' must be a string, got int"),
+                                    ({"text": True}, True, "field 'text' must be a string, got bool")]:
+        with pytest.raises(ValueError) as error:
+            field_text(record, "text", numbers=numbers)
+        assert str(error.value) == reason
+
+
+def test_a_training_file_nested_too_deeply_is_a_data_error_not_a_crash(tmp_path):
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"text": "fine", "label": "pos"}\n' + "[" * 100_000 + "\n")
+    with pytest.raises(DataError, match=r"deep\.jsonl:2: not valid JSON \(nested too deeply to read\)"):
+        read_labelled(path)

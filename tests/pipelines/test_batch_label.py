@@ -48,16 +48,16 @@ class Crash(Exception):
 
 def crash_on_progress_write(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
     """The ``after``-th progress write fails *after* that window's output was written and fsynced (a torn commit)."""
-    real = checkpoint_module.atomic_write
+    real = checkpoint_module.write_file_atomically
     calls = {"n": 0}
 
-    def flaky(path: Path, text: str) -> None:
+    def flaky(path: Path, data: bytes, **errors: str) -> None:
         calls["n"] += 1
         if calls["n"] > after:
             raise Crash
-        real(path, text)
+        real(path, data, **errors)
 
-    monkeypatch.setattr(checkpoint_module, "atomic_write", flaky)
+    monkeypatch.setattr(checkpoint_module, "write_file_atomically", flaky)
 
 
 def test_jsonl_out_matches_the_predictor_in_input_order(textcat_model_dir, tmp_path):
@@ -182,3 +182,31 @@ def test_an_unreadable_progress_record_names_the_file_and_the_way_out(tmp_path):
     progress.write_text("{torn")
     with pytest.raises(ResumeError, match=r"out\.jsonl\.progress: unreadable checkpoint .*add --restart"):
         read_state(progress)
+
+
+def test_a_progress_write_killed_midway_leaves_nothing_the_resumed_job_keeps(tmp_path):
+    files = {"data": tmp_path / "o.partial", "errors": tmp_path / "o.errors.partial"}
+    progress = tmp_path / "o.progress"
+    first = Checkpoint(progress, files, {"a": 1})
+    first.open()
+    first.commit({"data": b"one\n", "errors": b""}, Position(1, 4, 1), "digest", 1, 0)
+    first.release()
+    torn = tmp_path / ".o.progress.tmp-k1ll3d00"  # what a kill between write and rename leaves
+    torn.write_text('{"torn')
+    resumed = Checkpoint(progress, files, {"a": 1})
+    state = resumed.open()
+    assert (state.records, state.next, state.lengths["data"]) == (1, Position(1, 4, 1), 4) and not torn.exists()
+    resumed.remove()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.errors.partial", "o.partial"]
+
+
+def test_lines_no_json_decoder_can_take_are_errors_file_records(tmp_path):
+    """Nesting deeper than Python's recursion limit, an integer of 5,000 digits: the job used to stop there."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b'{"text": "fine"}\n' + b"[" * 100_000 + b"\n" + b'{"text": "x", "n": ' + b"1" * 5000
+                       + b"}\n" + b'{"review": "no text"}\n')
+    items = [item for window in InputReader(source).windows() for item in window.items]
+    assert [type(item).__name__ for item in items] == ["Text", "Bad", "Bad", "Bad"]
+    assert items[1].reason == "not valid JSON (nested too deeply to read)"
+    assert items[2].reason.startswith("not valid JSON (Exceeds the limit (4300 digits)")
+    assert items[3].reason == "missing text field 'text' (fields present: review); set --text-field"

@@ -21,9 +21,9 @@ JSONL = "".join(json.dumps({"text": text, "label": "pos"}) + "\n" for text in sa
 PLAIN = "A warm, funny film with a great cast.\nDull.\nI would watch it again tomorrow, twice.\n"
 CONLL = (SAMPLES / "ner/dev.conll").read_text()
 CSV = "review,sentiment\n\"A warm, funny film.\",pos\nDull.,neg\n"
-TAGGER_READS = ("a tagger reads CoNLL column files (.conll: token first, one sentence per blank-line block) or .txt "
-                "(one raw text per line) or .jsonl")
-CLASSIFIER_READS = "a classifier reads .txt (one raw text per line) or .jsonl (one JSON object per line"
+TAGGER_READS = ("a 'tag' model reads CoNLL column files of pre-tokenised sentences (.conll: token first, one sentence "
+                "per blank-line block) or .txt (one raw text per line) or .jsonl")
+CLASSIFIER_READS = "a 'classify' model reads .txt (one raw text per line) or .jsonl (one JSON object per line"
 
 
 @pytest.mark.parametrize(("model", "name", "content", "expected"), [
@@ -39,7 +39,8 @@ CLASSIFIER_READS = "a classifier reads .txt (one raw text per line) or .jsonl (o
                                          "a .jsonl file is read as one JSON object per line", CLASSIFIER_READS,
                                          "(rename the file to .txt)"]),
     ("classifier", "data.jsonl", CSV, ["looks like a CSV table (line 1 is a header line: 'review,sentiment')"]),
-    ("classifier", "data.txt", CONLL, ["looks like a CoNLL column file", "(only a tagger labels CoNLL files)"]),
+    ("classifier", "data.txt", CONLL, ["looks like a CoNLL column file", "(only a model that reads pre-tokenised "
+                                       "sentences labels CoNLL files (a tagger))"]),
 ])
 def test_label_refuses_an_input_plainly_of_another_format(textcat_model_dir, ner_model_dir, tmp_path, model, name,
                                                           content, expected):
@@ -108,3 +109,25 @@ def test_evaluate_cli_on_the_wrong_format_is_one_line_with_status_2(ner_model_di
     assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"bilstm: error: {source}: looks like JSONL") and "expected a CoNLL column file" in line
+
+
+def test_what_a_model_labels_follows_its_task_entry_not_its_name(tmp_path, monkeypatch):
+    """A task registered with input kind "tokens" labels CoNLL files whatever its name; "tag" without it does not."""
+    from dataclasses import replace
+
+    from pipelines.sources import check_looks_like
+    from toolkit.registry import TASKS
+
+    monkeypatch.setitem(TASKS, "chunk", replace(TASKS["classify"], input_kind="tokens"))
+    monkeypatch.setitem(TASKS, "tag", replace(TASKS["tag"], input_kind="text"))
+    source = tmp_path / "data.txt"
+    source.write_text(CONLL)
+    with pytest.raises(DataError) as chunk:
+        check_looks_like(source, "txt", "chunk")
+    assert "a 'chunk' model reads CoNLL column files of pre-tokenised sentences" in str(chunk.value)
+    assert str(chunk.value).endswith("(rename the file to .conll)")
+    with pytest.raises(DataError) as tag:
+        check_looks_like(source, "txt", "tag")
+    assert "a 'tag' model reads .txt (one raw text per line) or .jsonl" in str(tag.value)
+    assert str(tag.value).endswith("(only a model that reads pre-tokenised sentences labels CoNLL files (a tagger))")
+

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import checkpoint as checkpoint_module
-from pipelines.checkpoint import OutputError
 from pipelines.label import label_file
 from tests.conftest import run_bilstm
 from tests.pipelines.test_batch_label import sample_texts
+from toolkit import artifact
+from toolkit.errors import OutputError
 
 TEXTS = 600
 WINDOW = 50
@@ -62,12 +62,13 @@ def test_a_disk_filling_up_mid_job_stops_it_in_one_line_and_the_rerun_resumes_to
     failed = run_bilstm(*command)
     assert failed.returncode == 2, failed.stderr[-3000:]
     assert "Traceback" not in failed.stderr and "Exception ignored" not in failed.stderr
-    assert failed.stderr.strip().splitlines()[-1].startswith(f"bilstm: error: {small_disk}/labels.jsonl.")
-    assert ": no space left on device while writing the output; free space and run the same command again (the " \
-           "job resumes from its last commit)" in failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"bilstm: error: cannot write {small_disk}/labels.jsonl.")
+    assert last.endswith(": No space left on device; the job keeps what it committed and the same command resumes "
+                         "from there: free some disk space or give another OUTPUT (that starts over), then run again")
     state = json.loads(Path(f"{output}.progress").read_text())
     assert 0 < state["records"] < TEXTS and not output.exists()  # it had committed some windows, not all
-    assert not Path(f"{output}.progress.tmp").exists()  # no torn temporary record left taking space
+    assert not list(small_disk.glob(".*"))  # no torn temporary record left taking space
 
     filler.unlink()
     resumed = run_bilstm(*command)
@@ -89,15 +90,16 @@ def test_an_output_turning_read_only_mid_job_is_one_line_and_resumable(textcat_m
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(src))
         return real(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_module.os, "replace", read_only_after_two_commits)
+    monkeypatch.setattr(artifact.os, "replace", read_only_after_two_commits)
     output = tmp_path / "out.jsonl"
     with pytest.raises(OutputError) as error:
         label_file(textcat_model_dir, source, output, window=WINDOW)
-    assert str(error.value) == (f"{output}.progress.tmp: the filesystem is read-only while writing the output; make "
-                                "it writable and run the same command again (the job resumes from its last commit)")
+    assert str(error.value) == (f"cannot write {output}.progress: Read-only file system; the job keeps what it "
+                                "committed and the same command resumes from there: give another OUTPUT (that starts "
+                                "over), or make it writable, then run again")
     monkeypatch.undo()
     assert json.loads(Path(f"{output}.progress").read_text())["records"] == 2 * WINDOW
-    assert not Path(f"{output}.progress.tmp").exists()
+    assert not list(tmp_path.glob(".*"))  # the temporary record the rename did not publish is gone
     resumed = label_file(textcat_model_dir, source, output, window=WINDOW)  # in this process: the lock was freed
     assert resumed["resumed_at_line"] == 2 * WINDOW + 1
     assert output.read_bytes() == (tmp_path / "reference.jsonl").read_bytes()

@@ -136,7 +136,7 @@ def route_schemas() -> dict[str, dict]:
     from serving.schemas import model_routes
 
     routes = model_routes(int(LIMITS["BILSTM_MAX_TEXTS"]), int(LIMITS["BILSTM_MAX_CHARS"]), 256)
-    return {path: model.model_json_schema() for path, (_, model) in routes.items()}
+    return {path: route.request.model_json_schema() for path, route in routes.items()}
 
 
 @pytest.mark.parametrize("path", sorted(route_schemas()))

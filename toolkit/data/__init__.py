@@ -1,27 +1,25 @@
-"""Reading, tokenising, vocabularies and Lightning DataModules (one per task, named like the task).
+"""Reading, tokenising, vocabularies and Lightning DataModules (one per task, named in the task table).
 
 The DataModules import Lightning, so they load lazily: the Predictor uses the readers, tokenizers and
 vocabularies from this package without importing Lightning. This package never imports ``toolkit.nn``.
+``toolkit.data.<Name>`` is the ``class_path`` form configs use for a task's DataModule (the task table's ``data``).
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
-
-_DATAMODULES = {
-    "TextClassificationData": "toolkit.data.classify",
-    "TaggingData": "toolkit.data.tag",
-    "BitextData": "toolkit.data.translate",
-    "ParallelTextData": "toolkit.data.translate",  # the former name of BitextData
-    "LanguageModelData": "toolkit.data.lm",
-}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _DATAMODULES:
-        return getattr(importlib.import_module(_DATAMODULES[name]), name)
+    from toolkit.registry import TASKS, load_piece
+
+    for entry in TASKS.values():
+        if entry.data.rpartition(":")[2] == name:
+            return load_piece(entry.data)
     raise AttributeError(f"module 'toolkit.data' has no attribute {name!r}")
 
 
-__all__ = ["BitextData", "LanguageModelData", "TaggingData", "TextClassificationData"]
+def __dir__() -> list[str]:
+    from toolkit.registry import TASKS
+
+    return sorted({*globals(), *(entry.data.rpartition(":")[2] for entry in TASKS.values())})

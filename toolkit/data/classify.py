@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from toolkit.data.batching import pad_ids
 from toolkit.data.datamodule import BucketedDataModule, carve_dev
-from toolkit.data.export import DataExport
+from toolkit.data.export import DataExport, DataInfo
 from toolkit.data.readers import Example, check_labels, file_sha256, read_labelled
 from toolkit.data.tokenize import Tokenizer, TokenizerSettings
 from toolkit.data.vocab import Vocab
@@ -17,6 +18,16 @@ from toolkit.errors import DataError
 from toolkit.progress import progress
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClassifyDataInfo(DataInfo):
+    """What the classifier is built from (``model.data_info``, linked by the CLI)."""
+
+    vocab_size: int
+    """Entries of the vocabulary (padding and unknown included): the embedding table's rows."""
+    labels: tuple[str, ...]
+    """The classes in output order (sorted)."""
 
 
 class EncodedDataset(torch.utils.data.Dataset):
@@ -136,10 +147,10 @@ class TextClassificationData(BucketedDataModule):
         return EncodedDataset(ids, [label_index[example.label] for example in examples])
 
     @property
-    def data_info(self) -> dict:
+    def data_info(self) -> ClassifyDataInfo:
         """Sizes and labels the model is built from (linked into ``model.data_info`` by the CLI)."""
         self._prepare()
-        return {"vocab_size": len(self.vocab), "labels": list(self.labels)}
+        return ClassifyDataInfo(len(self.vocab), tuple(self.labels))
 
     def export(self) -> DataExport:
         """What the model directory needs from the data side (the classify spec writes it)."""

@@ -5,12 +5,18 @@ a time, in order, so the model can carry its recurrent state from one window to 
 back-propagation through time). Under DDP each process reads its own columns (the stream is cut into
 ``batch_size × processes`` columns); evaluation shards the columns the same way, so summed token losses give
 exactly the single-process perplexity.
+
+A trained language model's directory is also input to other tasks (the tagger's LM features, ``init_from``):
+:func:`open_lm_directory` opens one for them, once, and checks its text side (the tokenizer settings and the
+vocabulary a reusing task looks words up in); :func:`toolkit.specs.lm.reuse_language_model` types its network
+side (meta.json ``model_config``, the weights) from the same opened directory.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +24,108 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from toolkit.artifact import WEIGHTS_FILE, ModelDir, load_model_dir
+from toolkit.config import config_from_dict
 from toolkit.data.datamodule import carve_dev
-from toolkit.data.export import DataExport
+from toolkit.data.export import DataExport, DataInfo
 from toolkit.data.lm_cache import TokenisedCorpus, load_corpus, save_corpus
 from toolkit.data.lm_text import ChunkTokenizer, LMTokenizer, direction_checked, read_lines, token_stream
 from toolkit.data.readers import file_sha256, read_labelled
 from toolkit.data.vocab import LM_SPECIALS, Vocab
-from toolkit.errors import ConfigError, DataError
+from toolkit.errors import ConfigError, DataError, ModelDirError
+
+
+@dataclass(frozen=True)
+class LMDataInfo(DataInfo):
+    """What the language model is built from (``model.data_info``, linked by the CLI)."""
+
+    vocab_size: int
+    """Entries of the vocabulary (``<eos>``, ``<unk>`` and the corpus' types): the softmax."""
+    direction: str = "forward"
+    """The reading direction (``forward``, ``backward``)."""
+
+
+@dataclass(frozen=True)
+class LMReference(DataInfo):
+    """Which language-model directory a model was built with: the plain form an opened one keeps in checkpoints."""
+
+    path: str
+    """The directory (resolved)."""
+    sha256: str
+    """Of its weights file, as its meta.json lists it: the same path holding another model is noticed."""
+
+    def open(self, option: str) -> LMDirectory:
+        """Open the directory again (:func:`open_lm_directory`) and check that it still holds the same weights.
+
+        Raises:
+            ConfigError: what :func:`open_lm_directory` raises, or other weights than the recorded ones.
+        """
+        opened = open_lm_directory(self.path, option)
+        if opened.sha256 != self.sha256:
+            raise ConfigError(f"{option}: {self.path} no longer holds the language model this model was built with "
+                              f"(weights sha256 {opened.sha256[:12]}…, recorded {self.sha256[:12]}…); give that "
+                              "directory again")
+        return opened
+
+
+@dataclass(frozen=True, eq=False)
+class LMDirectory:
+    """A language-model directory opened for another task to reuse: files checked (checksums, weights loaded),
+    tokenizer settings typed, vocabulary read. What the reusing data module needs is here; the network side is
+    typed from ``model_dir`` by :func:`toolkit.specs.lm.reuse_language_model`."""
+
+    option: str
+    """The setting that named it (``data.lm_forward``, ``model.init_from.backward``): errors name it."""
+    path: Path
+    """The directory, resolved."""
+    tokenizer: LMTokenizer
+    """How the LM read its text (``level``, ``lowercase``…): a reusing task reads its words the same way."""
+    vocab: Vocab
+    """Its vocabulary (``<eos>`` 0, ``<unk>`` 1, then the corpus' types)."""
+    model_dir: ModelDir
+    """The checked directory: meta.json and the loaded weights."""
+
+    @property
+    def sha256(self) -> str:
+        """Of the weights file (meta.json's checksum, which loading checked)."""
+        return self.model_dir.meta.files[WEIGHTS_FILE]["sha256"]
+
+    def reference(self) -> LMReference:
+        return LMReference(str(self.path), self.sha256)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Its plain form in a checkpoint: the reference (path and sha256), not the contents."""
+        return self.reference().to_dict()
+
+
+def open_lm_directory(path: str | Path, option: str) -> LMDirectory:
+    """Open a language-model directory (``bilstm fit`` of an ``lm`` config) for reuse by another task.
+
+    The artifact layer checks the files (listed, checksums, weights readable); this checks that it holds a language
+    model, types its tokenizer settings and reads its vocabulary, which must start with ``<eos>``, ``<unk>`` (a
+    reusing task starts each sentence from ``<eos>`` = 0, as the LM was trained).
+
+    Raises:
+        ConfigError: naming ``option``: no such directory, a damaged one, another task's model, a bad vocabulary.
+    """
+    try:
+        model_dir = load_model_dir(path)
+    except ModelDirError as error:
+        raise ConfigError(f"{option}: {error}; give a language-model directory written by `bilstm fit` of an lm "
+                          "config") from None
+    if model_dir.task != "lm":
+        raise ConfigError(f"{option}: {path} holds a {model_dir.task!r} model, not a language model")
+    try:
+        tokenizer = config_from_dict(LMTokenizer, model_dir.meta.tokenizer, "meta.json tokenizer")
+        tokenizer.validate()
+        vocab = Vocab.from_json(model_dir.json_file("vocab.json"))
+    except (ConfigError, ModelDirError, KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"{option}: {path} is not a valid language-model directory ({error}); re-export the "
+                          "language model") from None
+    if vocab.specials != LM_SPECIALS:
+        raise ConfigError(f"{option}: {path}/vocab.json does not start with {list(LM_SPECIALS)}; re-export the "
+                          "language model")
+    return LMDirectory(option, Path(model_dir.path).resolve(), tokenizer, vocab, model_dir)
 
 
 def batchify(ids: torch.Tensor, columns: int) -> torch.Tensor:
@@ -237,10 +338,10 @@ class LanguageModelData(pl.LightningDataModule):
         return self._loader("test", self.hparams.eval_batch_size, self.hparams.eval_bptt)
 
     @property
-    def data_info(self) -> dict[str, Any]:
+    def data_info(self) -> LMDataInfo:
         """Vocabulary size and reading direction the model is built from (linked into ``model.data_info``)."""
         self._prepare()
-        return {"vocab_size": len(self.vocab), "direction": self.hparams.direction}
+        return LMDataInfo(len(self.vocab), self.hparams.direction)
 
     def vocabulary_tokens(self) -> list[str]:
         self._prepare()

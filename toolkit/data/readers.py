@@ -181,15 +181,59 @@ def file_sha256(*paths: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _field(record: dict, name: str, path: str | Path, line: int, role: str) -> str:
+def json_record(line: str) -> dict:
+    """The JSON object one JSONL line holds: the one rule for a JSONL line, in the DataModules, `evaluate` and the
+    batch job (which, unlike the others, records a bad line and goes on).
+
+    Raises:
+        ValueError: why the line is not one, worded to follow a file and line number: ``not valid JSON (Expecting
+            value at column 1)``, ``expected a JSON object per line, got list``.
+    """
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
+    except RecursionError:  # "[[[[…": Python's decoder recurses per level
+        raise ValueError("not valid JSON (nested too deeply to read)") from None
+    except ValueError as error:  # e.g. an integer of more than 4,300 digits
+        raise ValueError(f"not valid JSON ({error})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object per line, got {type(record).__name__}")
+    return record
+
+
+def field_text(record: dict, name: str, role: str = "text", numbers: bool = False) -> str:
+    """The string in ``record[name]``: present, and a string. Whether a model can read it is
+    :func:`~toolkit.data.textrules.text_problem`'s to say, which each reader applies where it reads texts (training
+    data here, the batch job as its predictor screens each text).
+
+    Args:
+        role: what the field holds, for the message (``text``, ``label``, ``source``…).
+        numbers: also take an integer (a label written as ``1``), as its digits.
+
+    Raises:
+        ValueError: ``missing text field 'text' (fields present: review)`` or ``field 'text' must be a string, got
+            list``: worded to follow a file and line number.
+    """
     if name not in record:
         present = ", ".join(sorted(map(str, record))) or "none"
-        raise DataError(path, f"missing {role} field {name!r} (fields present: {present})", line,
-                        hint=f"set the {role}_field option to the right name")
+        raise ValueError(f"missing {role} field {name!r} (fields present: {present})")
     value = record[name]
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise DataError(path, f"field {name!r} must be a string, got {type(value).__name__}", line)
-    value = str(value)
+    if isinstance(value, str):
+        return value
+    if not numbers or isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"field {name!r} must be a string, got {type(value).__name__}")
+    return str(value)
+
+
+def _field(record: dict, name: str, path: str | Path, line: int, role: str) -> str:
+    """:func:`field_text` (numbers allowed) of a training or evaluation record, a text a model can read; a
+    :class:`DataError` naming the line."""
+    try:
+        value = field_text(record, name, role, numbers=True)
+    except ValueError as error:
+        hint = f"set the {role}_field option to the right name" if name not in record else ""
+        raise DataError(path, str(error), line, hint=hint) from None
     problem = text_problem(value)
     if problem is not None:
         raise DataError(path, f"field {name!r} {problem}", line)
@@ -210,14 +254,12 @@ def _jsonl_records(path: str | Path) -> Iterator[tuple[int, dict]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            problem = f"not valid JSON ({error.msg} at column {error.colno})" + (_not_jsonl(path) if first else "")
+            record = json_record(line)
+        except ValueError as error:
+            problem = str(error) + (_not_jsonl(path) if first else "")
             raise DataError(path, problem, number,
                             hint="a .jsonl file holds one JSON object per line" if first else "") from None
         first = False
-        if not isinstance(record, dict):
-            raise DataError(path, f"expected a JSON object per line, got {type(record).__name__}", number)
         yield number, record
 
 

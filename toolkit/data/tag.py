@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from toolkit.data.conll import ColumnFormat, Sentence, read_conll
 from toolkit.data.datamodule import BucketedDataModule
-from toolkit.data.export import DataExport
+from toolkit.data.export import DataExport, DataInfo
+from toolkit.data.lm import LMDirectory, LMReference, open_lm_directory
 from toolkit.data.readers import file_sha256
 from toolkit.data.tag_features import FeatureSettings, TaggingFeaturizer, lm_vocab_file, resolve_transformer
 from toolkit.data.tagschemes import SCHEMES, convert, detect_scheme, split_tag, tag_set
-from toolkit.data.vocab import LM_SPECIALS, Vocab
-from toolkit.errors import ConfigError, DataError, ModelDirError
+from toolkit.data.vocab import Vocab
+from toolkit.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -53,45 +57,57 @@ def build_word_vocab(sentences: list[Sentence], lowercase: bool, max_size: int |
     return Vocab(vocab.tokens + extra)
 
 
-def language_model_vocabularies(paths: dict[str, str]) -> tuple[dict[str, Vocab], bool]:
-    """``{direction: LM directory}`` → (``{direction: its vocabulary}``, whether the LMs read lower-cased words).
-
-    Reads only the LM directories' meta.json and vocab.json (checksums checked); the task module copies the weights.
+def open_language_models(paths: Mapping[str, str]) -> tuple[dict[str, LMDirectory], bool]:
+    """``{direction: LM directory}`` → (``{direction: the opened directory}``, whether the LMs read lower-cased
+    words). Each is opened once (:func:`~toolkit.data.lm.open_lm_directory`) and handed to the model through the
+    data_info; the model types its network side and checks its direction.
 
     Raises:
-        ConfigError: not a language model, an LM of the wrong direction or level, LMs that disagree on lower-casing.
+        ConfigError: not a language model, a character-level one, LMs that disagree on lower-casing.
     """
-    from toolkit.artifact import load_model_dir
-
-    vocabs, lowercase = {}, set()
-    for direction, path in paths.items():
-        try:
-            model_dir = load_model_dir(path)
-        except ModelDirError as error:
-            raise ConfigError(f"data.lm_{direction}: {error}; give a language-model directory written by `bilstm "
-                              "fit` of an lm config") from None
-        if model_dir.task != "lm":
-            raise ConfigError(f"data.lm_{direction}: {path} holds a {model_dir.task!r} model, not a language model")
-        found = model_dir.meta.model_config.get("direction", "forward")
-        if found != direction:
-            raise ConfigError(f"data.lm_{direction}: {path} is a {found} language model; give one trained with "
-                              f"data.direction: {direction}")
-        tokenizer = model_dir.meta.tokenizer
-        if tokenizer.get("level", "word") != "word":
-            raise ConfigError(f"data.lm_{direction}: {path} is a character-level language model; LM features need "
-                              "word-level LMs")
-        try:
-            vocabs[direction] = Vocab.from_json(model_dir.json_file("vocab.json"))
-        except (KeyError, TypeError, ValueError) as error:
-            raise ConfigError(f"data.lm_{direction}: {path}/vocab.json is not a valid vocabulary ({error!r})") from None
-        if vocabs[direction].specials != LM_SPECIALS:  # the features start each sentence from <eos> = id 0
-            raise ConfigError(f"data.lm_{direction}: {path}/vocab.json does not start with {list(LM_SPECIALS)}; "
-                              "re-export the language model")
-        lowercase.add(bool(tokenizer.get("lowercase", False)))
+    opened = {direction: open_lm_directory(path, f"data.lm_{direction}") for direction, path in paths.items()}
+    for direction, lm in opened.items():
+        if lm.tokenizer.level != "word":
+            raise ConfigError(f"data.lm_{direction}: {paths[direction]} is a character-level language model; LM "
+                              "features need word-level LMs")
+    lowercase = {lm.tokenizer.lowercase for lm in opened.values()}
     if len(lowercase) > 1:
         raise ConfigError("data.lm_forward and data.lm_backward disagree on lower-casing; train both LMs with the "
                           "same data.lowercase")
-    return vocabs, lowercase.pop() if lowercase else False
+    return opened, lowercase.pop() if lowercase else False
+
+
+@dataclass(frozen=True)
+class TagDataInfo(DataInfo):
+    """What the tagger is built from (``model.data_info``, linked by the CLI)."""
+
+    vocab_size: int
+    """Entries of the word vocabulary."""
+    num_chars: int
+    """Entries of the character vocabulary."""
+    tags: tuple[str, ...]
+    """The tag set in ``scheme``, in output order."""
+    scheme: str
+    """The scheme the network learns and decodes in."""
+    input_scheme: str
+    """The scheme of the data files (predictions are converted back to it)."""
+    transformer: str | None = None
+    """The local folder of the transformer whose features the tagger reads, or None."""
+    language_models: Mapping[str, LMDirectory | LMReference] = field(default_factory=dict)
+    """``{direction: LM}`` of the LM features, forward first: the directories the data module opened (and looked
+    the words up in); in a checkpoint, their :class:`~toolkit.data.lm.LMReference` (path and weights sha256)."""
+
+    @classmethod
+    def _decode(cls, values: dict[str, Any], where: str) -> dict[str, Any]:
+        models = values.get("language_models") or {}
+        if not isinstance(models, Mapping):
+            raise ConfigError(f"{where}.language_models: expected a mapping of direction → LM, got "
+                              f"{type(models).__name__}")
+        values["language_models"] = {
+            direction: lm if isinstance(lm, LMDirectory | LMReference)
+            else LMReference.from_dict(lm, f"{where}.language_models.{direction}")
+            for direction, lm in models.items()}
+        return values
 
 
 class TaggingData(BucketedDataModule):
@@ -152,6 +168,7 @@ class TaggingData(BucketedDataModule):
         self.featurizer: TaggingFeaturizer | None = None
         self.tags: list[str] = []
         self.input_scheme = scheme
+        self.lm_directories: dict[str, LMDirectory] = {}
         self.datasets: dict[str, TaggedDataset] = {}
 
     def _prepare(self) -> None:
@@ -171,10 +188,11 @@ class TaggingData(BucketedDataModule):
                                  hp.extend_vocab_size)
         chars = Vocab.build([list(token) for sentence in train for token in sentence.tokens])
         transformer = resolve_transformer(hp.transformer) if hp.transformer else None
-        lm_vocabs, lm_lowercase = language_model_vocabularies(self.language_models)
-        settings = FeatureSettings(lowercase_words=hp.lowercase_words, lm_directions=list(lm_vocabs),
+        self.lm_directories, lm_lowercase = open_language_models(self.language_models)
+        settings = FeatureSettings(lowercase_words=hp.lowercase_words, lm_directions=list(self.lm_directories),
                                    lm_lowercase=lm_lowercase)
-        self.featurizer = TaggingFeaturizer(words, chars, settings, transformer, lm_vocabs)
+        self.featurizer = TaggingFeaturizer(words, chars, settings, transformer,
+                                            {direction: lm.vocab for direction, lm in self.lm_directories.items()})
         self.datasets["train"] = self._encode(train, hp.train_file)
         self.datasets["val"] = self._encode(read_conll(hp.dev_file, self.format), hp.dev_file)
         if hp.test_file:
@@ -201,15 +219,12 @@ class TaggingData(BucketedDataModule):
                                                         ("backward", self.hparams.lm_backward)) if path}
 
     @property
-    def data_info(self) -> dict:
-        """Sizes, tags and schemes the model is built from (linked into ``model.data_info``)."""
+    def data_info(self) -> TagDataInfo:
+        """Sizes, tags, schemes and feature sources the model is built from (linked into ``model.data_info``)."""
         self._prepare()
-        info = {"vocab_size": len(self.featurizer.words), "num_chars": len(self.featurizer.chars),
-                "tags": list(self.tags), "scheme": self.hparams.train_scheme, "input_scheme": self.input_scheme,
-                "transformer": self.featurizer.transformer}
-        if self.language_models:  # only when set: the data_info of earlier checkpoints has no such key
-            info["language_models"] = self.language_models
-        return info
+        return TagDataInfo(len(self.featurizer.words), len(self.featurizer.chars), tuple(self.tags),
+                           self.hparams.train_scheme, self.input_scheme, self.featurizer.transformer,
+                           dict(self.lm_directories))
 
     def vocabulary_tokens(self) -> list[str]:
         self._prepare()

@@ -7,6 +7,7 @@ The readers live in :mod:`toolkit.data.bitext` and the subword vocabulary in :mo
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,7 +15,7 @@ import torch
 from toolkit.data.batching import pad_ids
 from toolkit.data.bitext import SentencePair, bitext_format, read_bitext, target_path
 from toolkit.data.datamodule import BucketedDataModule, carve_dev
-from toolkit.data.export import DataExport
+from toolkit.data.export import DataExport, DataInfo
 from toolkit.data.readers import file_sha256
 from toolkit.data.subword import (
     BOS_ID,
@@ -28,6 +29,16 @@ from toolkit.data.subword import (
 from toolkit.errors import DataError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TranslateDataInfo(DataInfo):
+    """What the translator is built from (``model.data_info``, linked by the CLI). The special token ids are the
+    fixed ones of every tokenizer the toolkit trains (:mod:`toolkit.data.subword`)."""
+
+    source_vocab_size: int
+    target_vocab_size: int
+    """Subword vocabulary sizes (equal, and one vocabulary, with ``joint_vocab``)."""
 
 
 class BitextDataset(torch.utils.data.Dataset):
@@ -165,11 +176,10 @@ class BitextData(BucketedDataModule):
                                [examples[i].target for i in keep])
 
     @property
-    def data_info(self) -> dict:
+    def data_info(self) -> TranslateDataInfo:
         """Vocabulary sizes the model is built from (linked into ``model.data_info``)."""
         self._prepare()
-        return {"source_vocab_size": self.source_tokenizer.vocab_size,
-                "target_vocab_size": self.target_tokenizer.vocab_size}
+        return TranslateDataInfo(self.source_tokenizer.vocab_size, self.target_tokenizer.vocab_size)
 
     def detokenize(self, sequences: list[list[int]]) -> list[str]:
         """Target ids → text (the model uses it for validation BLEU)."""

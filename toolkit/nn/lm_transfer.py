@@ -3,8 +3,9 @@
 A forward LM's layers go to the forward direction of each layer, a backward LM's to the backward direction; a
 bidirectional encoder with more than one layer needs ``separate_directions`` (each direction its own stack, the
 shape of two LMs side by side). Words are matched by their string: a word the LM knows gets the LM's vector, any
-other word keeps its fresh (random or GloVe) row. Reading the LM's model directory is the task layer's job
-(:mod:`toolkit.tasks.finetune`); this module takes its state dict and vocabulary.
+other word keeps its fresh (random or GloVe) row. Reading the LM's model directory is not done here: it is opened
+once for reuse (:func:`toolkit.tasks.finetune.open_language_model`: :mod:`toolkit.data.lm` opens and checks it,
+:mod:`toolkit.specs.lm` types its network side); this module takes its state dict and vocabulary.
 """
 
 from __future__ import annotations

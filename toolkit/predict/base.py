@@ -123,14 +123,17 @@ class TaskPredictor:
             self.net = torch.ao.quantization.quantize_dynamic(
                 self.net, {torch.nn.LSTM, torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8)
 
-    has_onnx_export: ClassVar[bool] = False
-    """Whether this task's network can be swapped for its ONNX export (``bilstm export --onnx``)."""
+    def onnx_refusal(self) -> str | None:
+        """Why this model's network cannot be exported although its task can (None: it can); `bilstm export`
+        refuses with it before any work."""
+        return None
 
     def use_onnx(self, int8: bool, threads: int) -> None:
         """Run ``self.net`` with ONNX Runtime from the directory's ``model.onnx`` (``model.int8.onnx`` if ``int8``)."""
         from toolkit.predict.onnx_backend import onnx_net
+        from toolkit.registry import TASKS
 
-        if not self.has_onnx_export:
+        if TASKS[self.task].onnx_export is None:
             raise ConfigError(f"backend='onnx' does not cover {self.task!r} models: use the torch backend")
         self.net = onnx_net(self, int8, threads)
 

@@ -42,8 +42,6 @@ class ClassifierPredictor(TaskPredictor):
     """Tokenise → ids → encode → pool → softmax, in length-sorted batches under ``inference_mode``."""
 
     task = "classify"
-    has_onnx_export = True
-
     def __init__(self, opened: Opened, device: torch.device) -> None:
         super().__init__(opened, device)
         self.tokenizer = Tokenizer(opened.tokenizer)

@@ -153,8 +153,6 @@ class LMPredictor(TaskPredictor):
         self.eos = self.vocab.index["<eos>"]
         self.net = SPEC.load_net(opened.model_dir, opened.config).to(device)
 
-    has_onnx_export = True
-
     def use_onnx(self, int8: bool, threads: int) -> None:
         """The network from ONNX Runtime (``model.onnx``): scoring, perplexity and sampling drive it unchanged."""
         from toolkit.predict.onnx_backend import OnnxLanguageModelNet

@@ -80,7 +80,17 @@ class TaggerPredictor(TaskPredictor):
     """Encodes sentences like the training DataModule, decodes with constrained Viterbi."""
 
     task = "tag"
-    has_onnx_export = True
+
+    def onnx_refusal(self) -> str | None:
+        """What keeps this tagger from exporting: its transformer or LM features, or a character BiLSTM."""
+        if getattr(self.config, "transformer", False):
+            return "ONNX export of taggers with transformer features is not built"
+        if self.config.language_models():
+            return "ONNX export of taggers with LM features (data.lm_forward/lm_backward) is not built"
+        if self.config.network.chars == "lstm":
+            return ("ONNX export covers taggers with character CNNs ('cnn') or no character features, not the "
+                    "character BiLSTM")
+        return None
 
     def __init__(self, opened: Opened, device: torch.device) -> None:
         super().__init__(opened, device)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +55,21 @@ class Translation:
         return result
 
 
+@dataclass(frozen=True)
+class TranslateOptions:
+    """What one request may ask of :meth:`TranslatorPredictor.predict` beyond its texts (the task table's
+    ``options``: the HTTP ``/translate`` body takes these fields too)."""
+
+    attention: bool = field(default=False, metadata={
+        "argument": "return_attention", "adds": ("attention", "source_tokens", "target_tokens"),
+        "description": "also return the attention weights (one row per output subword, one column per source "
+                       "subword) and the subwords of both sides; computed without batching"})
+
+
 class TranslatorPredictor(TaskPredictor):
     """Subword-encode → encode → greedy/beam search → detokenise, in length-sorted batches."""
 
     task = "translate"
-    has_onnx_export = True
-
     def use_onnx(self, int8: bool, threads: int) -> None:
         """Encoder and decoder step from ONNX Runtime (``encoder.onnx``, ``decoder_step.onnx``); the search in torch."""
         from toolkit.predict.onnx_backend import onnx_translator

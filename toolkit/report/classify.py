@@ -9,7 +9,7 @@ import torch
 from toolkit.data.readers import read_labelled
 from toolkit.report import figures
 from toolkit.report import html as h
-from toolkit.report.model import ReportContext, TaskReport
+from toolkit.report.parts import ReportContext, TaskReport
 
 CALIBRATION_BINS = 10
 

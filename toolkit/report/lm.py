@@ -14,7 +14,7 @@ from toolkit.data.lm_text import read_lines
 from toolkit.metrics import perplexity_scores
 from toolkit.report import figures
 from toolkit.report import html as h
-from toolkit.report.model import ReportContext, TaskReport
+from toolkit.report.parts import ReportContext, TaskReport
 
 MAX_POSITION = 64
 """Positions plotted one by one; later ones are pooled into one ``65+`` entry."""

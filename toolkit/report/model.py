@@ -1,57 +1,28 @@
 """`bilstm report model`: a model directory on a labelled file, as an HTML page, PNG figures and report.json.
 
 The headline numbers are the predictor's own ``evaluate`` on the file, called with the options ``bilstm evaluate``
-passes, so they are the numbers ``bilstm evaluate`` prints, by construction. The task's module
-(``toolkit.report.<task>``) then reads the file the way that ``evaluate`` reads it and predicts again for the
-per-example breakdowns: a second pass over the data, but no second definition of any score.
+passes, so they are the numbers ``bilstm evaluate`` prints, by construction. The task's part (the ``report`` the
+task table names: ``toolkit.report.<task>:build``) then reads the file the way that ``evaluate`` reads it and
+predicts again for the per-example breakdowns: a second pass over the data, but no second definition of any score.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from toolkit.data.readers import file_sha256
+from toolkit.registry import TASKS, load_piece
 from toolkit.report import html as h
 from toolkit.report.figures import require_matplotlib
+from toolkit.report.parts import ReportContext, TaskReport
 from toolkit.version import __version__
 
 DEFAULT_MAX_EXAMPLES = 20
 """Rows of the example tables (mistakes, error sentences, sample translations, least likely texts)."""
 
-TASK_REPORT_MODULE = "toolkit.report.{task}"
-"""The module that writes each task's part of the report (``build(context) -> TaskReport``), per task name."""
-
-
-@dataclass
-class ReportContext:
-    """What a task's report part is given."""
-
-    predictor: Any
-    """The loaded :class:`~toolkit.predict.base.TaskPredictor`."""
-    data_file: Path
-    metrics: dict[str, Any]
-    """The predictor's ``evaluate`` output: the headline numbers."""
-    options: dict[str, Any]
-    """The options ``evaluate`` was called with (``text_field``, ``label_field``, ``batch_size`` if given)."""
-    max_examples: int
-
-    @property
-    def batch_size(self) -> int | None:
-        return self.options.get("batch_size")
-
-
-@dataclass
-class TaskReport:
-    """A task's part of the report: HTML sections, figures by file name, and the numbers for report.json."""
-
-    sections: list[str] = field(default_factory=list)
-    figures: dict[str, bytes] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 def headline(metrics: dict[str, Any]) -> h.Markup:
@@ -108,7 +79,7 @@ def model_report(model_dir: str | Path, data_file: str | Path, out: str | Path, 
         options["batch_size"] = batch_size
     metrics = predictor.evaluate(data_path, **options)
     context = ReportContext(predictor, data_path, metrics, options, max_examples)
-    part: TaskReport = importlib.import_module(TASK_REPORT_MODULE.format(task=predictor.task)).build(context)
+    part: TaskReport = load_piece(TASKS[predictor.task].report)(context)  # the task's part: the task table names it
     meta = predictor.meta.to_json()
     digest, created = file_sha256(data_path), datetime.now(timezone.utc).isoformat(timespec="seconds")
     title = f"bilstm report: {predictor.task} model {model_path}"

@@ -14,7 +14,7 @@ from typing import Any
 from toolkit.data.conll import ColumnFormat, read_conll
 from toolkit.report import figures
 from toolkit.report import html as h
-from toolkit.report.model import ReportContext, TaskReport
+from toolkit.report.parts import ReportContext, TaskReport
 
 Span = tuple[int, int, str]
 """``(token start, token end (exclusive), entity type)``."""

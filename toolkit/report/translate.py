@@ -8,7 +8,7 @@ from toolkit.data.bitext import read_bitext
 from toolkit.metrics import translation_scores
 from toolkit.report import figures
 from toolkit.report import html as h
-from toolkit.report.model import ReportContext, TaskReport
+from toolkit.report.parts import ReportContext, TaskReport
 
 LENGTH_BUCKETS = ((1, 5), (6, 10), (11, 15), (16, 20), (21, 30), (31, 50), (51, None))
 """Source length ranges in words (whitespace-separated), inclusive."""

@@ -1,16 +1,29 @@
-"""The language model's model directory: vocabulary (``<eos>``, ``<unk>``, words), tokenizer settings, network."""
+"""The language model's model directory: vocabulary (``<eos>``, ``<unk>``, words), tokenizer settings, network.
+
+Other tasks reuse a trained LM (the tagger's LM features, ``model.init_from``): the directory is opened once, by
+:func:`toolkit.data.lm.open_lm_directory` (checksums, tokenizer settings, vocabulary: what a data module needs,
+without this module's network types), and :func:`reuse_language_model` types its network side here from the same
+opened directory (model_config, weights), giving a :class:`PretrainedLM`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.artifact import ModelDir
 from toolkit.data.lm_text import LMTokenizer, direction_checked
 from toolkit.data.vocab import LM_SPECIALS, Vocab
-from toolkit.errors import ModelDirError
+from toolkit.errors import ConfigError, ModelDirError
 from toolkit.nn.lm import LanguageModelConfig, LanguageModelNet
 from toolkit.specs.base import TaskSpec, read_json_side_file
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from torch import Tensor
+
+    from toolkit.data.lm import LMDirectory  # a DataModule's module (Lightning): never imported here
 
 
 @dataclass
@@ -49,3 +62,52 @@ class LMSpec(TaskSpec[LMConfig, LMTokenizer]):
 
 
 SPEC = LMSpec()
+
+
+@dataclass(frozen=True, eq=False)
+class PretrainedLM:
+    """A language model ready for another task to reuse: its opened directory and its typed ``model_config``."""
+
+    directory: LMDirectory
+    """The directory as the data side opened it: checked files, tokenizer settings, vocabulary, loaded weights."""
+    config: LMConfig
+    """meta.json ``model_config``, typed and checked against the vocabulary."""
+
+    @property
+    def path(self) -> Path:
+        return self.directory.path
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.directory.vocab
+
+    @property
+    def state_dict(self) -> dict[str, Tensor]:
+        """The LM's weights (``embed.*``, ``encoder.*``, ``decoder.*``), as loaded with checksums checked."""
+        return self.directory.model_dir.state_dict
+
+    def record(self) -> dict[str, Any]:
+        """meta.json ``init_from`` of a model that starts from this LM (the caller adds what it copied)."""
+        return {"path": str(self.path), "task": "lm", "sha256": self.directory.sha256,
+                "direction": self.config.direction}
+
+
+def reuse_language_model(directory: LMDirectory, direction: str | None = None) -> PretrainedLM:
+    """The network side of an opened LM directory: ``model_config`` typed and validated (as :meth:`LMSpec.open`
+    does), its vocabulary size checked, and (when ``direction`` is given) its reading direction.
+
+    Raises:
+        ConfigError: naming the setting that gave the directory (``directory.option``) and what to do.
+    """
+    where = directory.option
+    try:
+        config, _ = SPEC.parse(directory.model_dir.meta, directory.path)
+    except ModelDirError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    if len(directory.vocab) != config.vocab_size:
+        raise ConfigError(f"{where}: {directory.path}/vocab.json has {len(directory.vocab)} entries, meta.json's "
+                          f"model_config.vocab_size {config.vocab_size}; re-export the language model")
+    if direction is not None and config.direction != direction:
+        raise ConfigError(f"{where}: {directory.path} is a {config.direction} language model; give one trained "
+                          f"with data.direction: {direction}")
+    return PretrainedLM(directory, config)

@@ -8,6 +8,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from toolkit.config import config_from_dict, config_to_dict
+from toolkit.data.classify import ClassifyDataInfo
 from toolkit.metrics import classification_metrics
 from toolkit.nn.classifier import ClassifierConfig
 from toolkit.specs.classify import ClassifyConfig
@@ -21,7 +22,8 @@ class TextClassifier(TaskModule):
     Args:
         network: architecture (embeddings, encoder, pooling).
         optimizer: learning rate, weight decay and schedule.
-        data_info: ``{"vocab_size": int, "labels": [str, ...]}`` from the DataModule (the CLI links it).
+        data_info: vocabulary size and labels (:class:`~toolkit.data.classify.ClassifyDataInfo`) from the DataModule
+            (the CLI links it), or its dict form.
         label_smoothing: cross-entropy label smoothing.
         init_from: language models whose embeddings and encoder layers the network starts from.
         finetune: discriminative learning rates and gradual unfreezing.
@@ -34,7 +36,7 @@ class TextClassifier(TaskModule):
         self,
         network: ClassifierConfig | None = None,
         optimizer: OptimizerConfig | None = None,
-        data_info: dict | None = None,
+        data_info: ClassifyDataInfo | dict | None = None,
         label_smoothing: float = 0.0,
         init_from: InitFrom | None = None,
         finetune: FineTuneConfig | None = None,
@@ -42,15 +44,14 @@ class TextClassifier(TaskModule):
         network = config_from_dict(ClassifierConfig, network or ClassifierConfig(), "model.network")
         optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
         super().__init__(optimizer, init_from, finetune)
-        if not data_info:
-            raise ValueError("data_info (vocab_size, labels) is required; the CLI links it from the data module")
-        # Plain dicts only, so checkpoints load with torch.load(weights_only=True).
+        info = ClassifyDataInfo.of(data_info)
+        # Plain dicts only (data_info too), so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters({"network": config_to_dict(network), "optimizer": config_to_dict(optimizer),
-                                   "data_info": data_info, "label_smoothing": label_smoothing,
+                                   "data_info": info.to_dict(), "label_smoothing": label_smoothing,
                                    **self.pretraining_hparams(), **self.class_path_hparam()})
         self.network_config = network
-        self.labels = list(data_info["labels"])
-        self.model_config = ClassifyConfig(network, data_info["vocab_size"], len(self.labels))
+        self.labels = list(info.labels)
+        self.model_config = ClassifyConfig(network, info.vocab_size, len(self.labels))
         self.net = self.spec.build_net(self.model_config, self.labels)
         # Running accuracy over each training epoch (dropout on), as Keras reports it.
         self.train_acc = MulticlassAccuracy(len(self.labels), average="micro")

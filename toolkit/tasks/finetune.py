@@ -21,7 +21,9 @@ from typing import Any
 import pytorch_lightning as pl
 from torch import nn
 
+from toolkit.data.lm import open_lm_directory
 from toolkit.errors import ConfigError
+from toolkit.specs.lm import PretrainedLM, reuse_language_model
 
 UNFREEZE_MODES = ("all", "gradual")
 BOTTOM_PREFIXES = ("embed.", "casing.", "chars.", "transformer.", "lm_forward.", "lm_backward.")
@@ -131,16 +133,14 @@ class GradualUnfreezing(pl.Callback):
             pl_module.log("unfrozen_groups", float(self.unfrozen), on_step=True, on_epoch=False)
 
 
-def open_language_model(path: str | Path) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
-    """An LM model directory → ``(LMConfig, Vocab, state_dict, meta.json init_from record)``."""
-    from toolkit.artifact import WEIGHTS_FILE
-    from toolkit.specs.lm import SPEC
+def open_language_model(path: str | Path, option: str, direction: str | None = None) -> PretrainedLM:
+    """An LM model directory named by the setting ``option``, opened once and typed for reuse (see
+    :mod:`toolkit.specs.lm`); ``direction``: the reading direction it must have.
 
-    opened = SPEC.open(path)
-    model_dir = opened.model_dir
-    record = {"path": str(Path(model_dir.path).resolve()), "task": "lm",
-              "sha256": model_dir.meta.files[WEIGHTS_FILE]["sha256"], "direction": opened.config.direction}
-    return opened.config, opened.side, model_dir.state_dict, record
+    Raises:
+        ConfigError: naming ``option``: not a (valid) language-model directory, or one of the other direction.
+    """
+    return reuse_language_model(open_lm_directory(path, option), direction)
 
 
 def initialise_from_lms(net: nn.Module, encoder_config: Any, init: InitFrom, tokens: list[str]
@@ -155,11 +155,10 @@ def initialise_from_lms(net: nn.Module, encoder_config: Any, init: InitFrom, tok
         path = getattr(init, direction)
         if path is None:
             continue
-        config, vocab, state, record = open_language_model(path)
-        if config.direction != direction:
-            raise ConfigError(f"model.init_from.{direction}: {path} is a {config.direction} language model")
+        lm = open_language_model(path, f"model.init_from.{direction}", direction)
+        state = lm.state_dict
         table = net.embed.embedding if hasattr(net.embed, "embedding") else net.embed
-        rows, found = vocabulary_rows(tokens, vocab.index)
+        rows, found = vocabulary_rows(tokens, lm.vocab.index)
         copied = []
         if not embedded:  # one embedding table: the forward LM's (a backward LM trained on it shares it)
             copy_embeddings(table, state["embed.weight"], rows, found)
@@ -169,10 +168,10 @@ def initialise_from_lms(net: nn.Module, encoder_config: Any, init: InitFrom, tok
         if init.encoder:
             encoder_state = {name[len("encoder."):]: tensor for name, tensor in state.items()
                              if name.startswith("encoder.")}
-            layers = copy_encoder(net.encoder, config.network.encoder, encoder_state, direction)
+            layers = copy_encoder(net.encoder, lm.config.network.encoder, encoder_state, direction)
             copied.append("encoder")
         report = TransferReport(direction, int(found.sum()), len(tokens), layers)
         print(f"init_from: {report}")
-        records.append({**record, "copied": copied, "words_found": report.words_found,
+        records.append({**lm.record(), "copied": copied, "words_found": report.words_found,
                         "words_total": report.words_total, "layers": layers})
     return records

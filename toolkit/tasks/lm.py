@@ -16,6 +16,7 @@ import torch
 from torchmetrics import SumMetric
 
 from toolkit.config import config_from_dict, config_to_dict
+from toolkit.data.lm import LMDataInfo
 from toolkit.data.lm_text import direction_checked
 from toolkit.metrics import perplexity_scores
 from toolkit.nn.lm import LanguageModelConfig
@@ -30,7 +31,8 @@ class LanguageModel(TaskModule):
     Args:
         network: architecture (embeddings, encoder, dropouts, tying).
         optimizer: algorithm, learning rate, schedule.
-        data_info: ``{"vocab_size": int, "direction": str}`` from the DataModule (the CLI links it).
+        data_info: vocabulary size and reading direction (:class:`~toolkit.data.lm.LMDataInfo`) from the
+            DataModule (the CLI links it), or its dict form.
     """
 
     task = "lm"
@@ -38,18 +40,17 @@ class LanguageModel(TaskModule):
     monitor_mode = "min"
 
     def __init__(self, network: LanguageModelConfig | None = None, optimizer: OptimizerConfig | None = None,
-                 data_info: dict | None = None, init_from: InitFrom | None = None) -> None:
+                 data_info: LMDataInfo | dict | None = None, init_from: InitFrom | None = None) -> None:
         network = config_from_dict(LanguageModelConfig, network or LanguageModelConfig(), "model.network")
         optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
         super().__init__(optimizer, init_from)
-        if not data_info:
-            raise ValueError("data_info (vocab_size, direction) is required; the CLI links it from the data module")
-        # Plain dicts only, so checkpoints load with torch.load(weights_only=True).
+        info = LMDataInfo.of(data_info)
+        # Plain dicts only (data_info too), so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters({"network": config_to_dict(network), "optimizer": config_to_dict(optimizer),
-                                   "data_info": data_info, **self.pretraining_hparams(), **self.class_path_hparam()})
+                                   "data_info": info.to_dict(), **self.pretraining_hparams(),
+                                   **self.class_path_hparam()})
         self.network_config = network
-        self.model_config = LMConfig(network, data_info["vocab_size"],
-                                     direction_checked(data_info.get("direction", "forward")))
+        self.model_config = LMConfig(network, info.vocab_size, direction_checked(info.direction))
         self.net = self.spec.build_net(self.model_config, None)
         self._state: tuple[torch.Tensor, ...] | None = None
         self._eval_state: tuple[torch.Tensor, ...] | None = None

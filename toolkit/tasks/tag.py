@@ -8,14 +8,17 @@ import torch
 from torchmetrics import MeanMetric
 
 from toolkit.config import config_from_dict, config_to_dict
+from toolkit.data.lm import LMDirectory
+from toolkit.data.tag import TagDataInfo
 from toolkit.data.tag_features import TaggingFeaturizer
 from toolkit.data.tagschemes import convert
 from toolkit.metrics import entity_scores
 from toolkit.nn.tagger import TaggerConfig
 from toolkit.progress import progress
+from toolkit.specs.lm import reuse_language_model
 from toolkit.specs.tag import TagConfig
 from toolkit.tasks.base import OptimizerConfig, TaskModule
-from toolkit.tasks.finetune import FineTuneConfig, InitFrom, open_language_model
+from toolkit.tasks.finetune import FineTuneConfig, InitFrom
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,10 @@ class SequenceTagger(TaskModule):
     Args:
         network: architecture (features, encoder, decoder).
         optimizer: learning rate, weight decay and schedule.
-        data_info: vocabulary sizes, tags, schemes and transformer path from the DataModule (linked by the CLI).
+        data_info: vocabulary sizes, tags, schemes and feature sources (:class:`~toolkit.data.tag.TagDataInfo`)
+            from the DataModule (the CLI links it), or its dict form. The language models of LM features come
+            opened, as the data module read them; from the dict form (path and weights sha256) they are opened
+            again and must still hold the same weights.
         init_from: language models whose embeddings and encoder layers the network starts from.
         finetune: discriminative learning rates and gradual unfreezing.
     """
@@ -35,29 +41,31 @@ class SequenceTagger(TaskModule):
     monitor = "val_f1"
 
     def __init__(self, network: TaggerConfig | None = None, optimizer: OptimizerConfig | None = None,
-                 data_info: dict | None = None, init_from: InitFrom | None = None,
+                 data_info: TagDataInfo | dict | None = None, init_from: InitFrom | None = None,
                  finetune: FineTuneConfig | None = None) -> None:
         network = config_from_dict(TaggerConfig, network or TaggerConfig(), "model.network")
         optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
         super().__init__(optimizer, init_from, finetune)
-        if not data_info:
-            raise ValueError("data_info (vocab_size, num_chars, tags, scheme) is required; the CLI links it")
+        info = TagDataInfo.of(data_info)
+        # The data module's hand-over as is; its plain form in the checkpoint (loaded with weights_only=True).
         self.save_hyperparameters({"network": config_to_dict(network), "optimizer": config_to_dict(optimizer),
-                                   "data_info": data_info, **self.pretraining_hparams(), **self.class_path_hparam()})
+                                   "data_info": info.to_dict(), **self.pretraining_hparams(),
+                                   **self.class_path_hparam()})
         self.network_config = network
-        self.tags = list(data_info["tags"])
-        self.scheme, self.input_scheme = data_info["scheme"], data_info["input_scheme"]
-        language_models = {direction: open_language_model(path)
-                           for direction, path in (data_info.get("language_models") or {}).items()}
-        self.model_config = TagConfig(network, data_info["vocab_size"], data_info["num_chars"], self.scheme,
-                                      self.input_scheme, transformer=bool(data_info.get("transformer")),
-                                      **{f"lm_{direction}": opened[0] for direction, opened in language_models.items()})
+        self.tags = list(info.tags)
+        self.scheme, self.input_scheme = info.scheme, info.input_scheme
+        language_models = {direction: reuse_language_model(
+            lm if isinstance(lm, LMDirectory) else lm.open(f"data.lm_{direction}"), direction)
+            for direction, lm in info.language_models.items()}
+        self.model_config = TagConfig(network, info.vocab_size, info.num_chars, self.scheme, self.input_scheme,
+                                      transformer=bool(info.transformer),
+                                      **{f"lm_{direction}": lm.config for direction, lm in language_models.items()})
         self.model_config.validate()
-        self.net = self.spec.build_net(self.model_config, self.tags, transformer_path=data_info.get("transformer"),
+        self.net = self.spec.build_net(self.model_config, self.tags, transformer_path=info.transformer,
                                        load_transformer_weights=True)
-        for direction, (_, _, state, record) in language_models.items():
-            getattr(self.net, f"lm_{direction}").load_from_lm(state)
-            self.init_from_records = [*self.init_from_records, {**record, "copied": ["lm_features"]}]
+        for direction, lm in language_models.items():
+            getattr(self.net, f"lm_{direction}").load_from_lm(lm.state_dict)
+            self.init_from_records = [*self.init_from_records, {**lm.record(), "copied": ["lm_features"]}]
         self._gold: list[list[str]] = []
         self._predicted: list[list[str]] = []
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # sentence-weighted; exact under DDP

@@ -15,6 +15,7 @@ import math
 import torch
 
 from toolkit.config import config_from_dict, config_to_dict
+from toolkit.data.translate import TranslateDataInfo
 from toolkit.metrics import translation_scores
 from toolkit.nn.beam import DecodingConfig
 from toolkit.nn.seq2seq import Seq2SeqConfig
@@ -42,8 +43,9 @@ class Translator(TaskModule):
     Args:
         network: architecture (embeddings, encoder, decoder, attention, tying).
         optimizer: learning rate, weight decay and schedule.
-        data_info: ``{"source_vocab_size", "target_vocab_size"}`` from the DataModule (the CLI links it); the
-            special token ids are the fixed ones of every tokenizer the toolkit trains (``toolkit.data.subword``).
+        data_info: the vocabulary sizes (:class:`~toolkit.data.translate.TranslateDataInfo`) from the DataModule
+            (the CLI links it), or its dict form; the special token ids are the fixed ones of every tokenizer the
+            toolkit trains (``toolkit.data.subword``).
         label_smoothing: ε of the label-smoothed cross-entropy.
         decoding: search defaults stored with the model (validation BLEU always decodes greedily).
         val_bleu: decode the dev set each validation epoch for BLEU/chrF (off: ``val_bleu`` is minus the
@@ -57,7 +59,7 @@ class Translator(TaskModule):
         self,
         network: Seq2SeqConfig | None = None,
         optimizer: OptimizerConfig | None = None,
-        data_info: dict | None = None,
+        data_info: TranslateDataInfo | dict | None = None,
         label_smoothing: float = 0.1,
         decoding: DecodingConfig | None = None,
         val_bleu: bool = True,
@@ -66,19 +68,18 @@ class Translator(TaskModule):
         optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
         decoding = config_from_dict(DecodingConfig, decoding or DecodingConfig(), "model.decoding")
         super().__init__(optimizer)
-        if not data_info:
-            raise ValueError("data_info (vocabulary sizes, special ids) is required; the CLI links it from the data")
+        info = TranslateDataInfo.of(data_info)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         decoding.validate()
-        # Plain dicts only, so checkpoints load with torch.load(weights_only=True).
+        # Plain dicts only (data_info too), so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters({"network": config_to_dict(network), "optimizer": config_to_dict(optimizer),
-                                   "data_info": data_info, "label_smoothing": label_smoothing,
+                                   "data_info": info.to_dict(), "label_smoothing": label_smoothing,
                                    "decoding": config_to_dict(decoding), "val_bleu": val_bleu,
                                    **self.class_path_hparam()})
         self.network_config, self.decoding = network, decoding
-        self.model_config = TranslateConfig(network, data_info["source_vocab_size"], data_info["target_vocab_size"],
-                                            decoding, SpecialIds())
+        self.model_config = TranslateConfig(network, info.source_vocab_size, info.target_vocab_size, decoding,
+                                            SpecialIds())
         self.pad_id = self.model_config.special_ids.pad
         self.net = self.spec.build_net(self.model_config, None)
         self.detokenize = None  # target ids → text; taken from the data module in setup()
