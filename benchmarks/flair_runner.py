@@ -2,7 +2,7 @@
 
     .flair-venv/bin/python benchmarks/flair_runner.py --sentences S.json --batch-sizes 1,32,256 --repeats 3
 
-Builds ``SequenceTagger(hidden_size=256, rnn_layers=2, use_crf=True)`` over 100-d trainable
+Builds ``TagModule(hidden_size=256, rnn_layers=2, use_crf=True)`` over 100-d trainable
 ``OneHotEmbeddings`` (the same size as the toolkit's tagger in the comparison), times ``predict`` per
 batch size and one training epoch, and prints one JSON object. Flair pins transformers < 5, so it cannot
 share the toolkit's environment.
@@ -30,7 +30,7 @@ def main() -> None:
     from flair.data import Corpus, Sentence
     from flair.datasets import FlairDatapointDataset
     from flair.embeddings import OneHotEmbeddings
-    from flair.models import SequenceTagger
+    from flair.models import TagModule
 
     flair.device = torch.device("cpu")
     with open(args.sentences, encoding="utf-8") as handle:
@@ -57,7 +57,7 @@ def main() -> None:
     corpus = Corpus(FlairDatapointDataset(make_sentences()), FlairDatapointDataset(make_sentences()[:64]),
                     FlairDatapointDataset(make_sentences()[:64]), sample_missing_splits=False)
     embeddings = OneHotEmbeddings.from_corpus(corpus, field="text", embedding_length=100, min_freq=1)
-    tagger = SequenceTagger(hidden_size=256, embeddings=embeddings,
+    tagger = TagModule(hidden_size=256, embeddings=embeddings,
                             tag_dictionary=corpus.make_label_dictionary("ner", add_unk=False),
                             tag_type="ner", tag_format="BIO", use_crf=True, rnn_layers=2)
     tagger.eval()

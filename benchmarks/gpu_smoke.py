@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from toolkit.nn import ClassifierConfig, EncoderConfig, RecurrentEncoder, TextClassifierNet
+from toolkit.nn import ClassifyNet, ClassifyNetConfig, EncoderConfig, RecurrentEncoder
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
                   f"cpu-vs-gpu {(cpu - gpu.outputs.cpu()).abs().max():.2e}")
             assert worst < 1e-4, worst
     torch.backends.cudnn.allow_tf32 = True
-    net = TextClassifierNet(ClassifierConfig(embedding_dim=50, encoder=EncoderConfig(hidden_size=128),
+    net = ClassifyNet(ClassifyNetConfig(embedding_dim=50, encoder=EncoderConfig(hidden_size=128),
                                              pooling="max+mean"), 50_000, 2).cuda().eval()
     ids = torch.randint(2, 50_000, (64, 300), device="cuda")
     lengths = torch.randint(150, 301, (64,), device="cuda")

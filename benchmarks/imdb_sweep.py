@@ -5,9 +5,9 @@ Two steps, so the sweep can run where spaCy and the dataset are not installed (e
     python benchmarks/imdb_sweep.py prepare --out .cache/imdb.npz      # tokenise with the toolkit's DataModule
     python benchmarks/imdb_sweep.py run --data .cache/imdb.npz --configs A,B --device cuda
 
-``prepare`` uses :class:`TextClassificationData` itself (same split seed, vocabulary and tokeniser as
+``prepare`` uses :class:`ClassifyData` itself (same split seed, vocabulary and tokeniser as
 ``bilstm fit``), keeps full-length reviews, and stores GloVe vectors for the vocabulary. ``run`` trains
-each named configuration with the same network (:class:`TextClassifierNet`), AdamW, warm-up + linear
+each named configuration with the same network (:class:`ClassifyNet`), AdamW, warm-up + linear
 decay and gradient clipping as the LightningModule, and prints dev accuracy after every epoch. Configs
 that run on a GPU are chosen there and then trained again with ``bilstm fit`` on the CPU for the
 recorded figures.
@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from toolkit.nn import ClassifierConfig, EncoderConfig, TextClassifierNet  # noqa: E402
+from toolkit.nn import ClassifyNet, ClassifyNetConfig, EncoderConfig  # noqa: E402
 
 BASE = dict(embedding_dim=50, pretrained=True, embedding_dropout=0.3, word_dropout=0.0, head_dropout=0.3,
             cell="lstm", hidden=128, layers=1, pooling="max+mean", max_tokens=800, truncate="head+tail",
@@ -55,10 +55,10 @@ CONFIGS = {
 
 
 def prepare(out: Path, train_file: str) -> None:
-    from toolkit.data.classify import TextClassificationData
+    from toolkit.data.classify import ClassifyData
     from toolkit.data.vectors import GLOVE_PACKAGE, load_pretrained
 
-    data = TextClassificationData(train_file=train_file, max_vocab=50_000)
+    data = ClassifyData(train_file=train_file, max_vocab=50_000)
     data.setup("fit")
     arrays = {}
     for split in ("train", "val"):
@@ -111,11 +111,11 @@ def run_config(name: str, data, device: str, seed: int) -> dict:
     hp = {**BASE, **CONFIGS[name]}
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    config = ClassifierConfig(embedding_dim=hp["embedding_dim"], embedding_dropout=hp["embedding_dropout"],
+    config = ClassifyNetConfig(embedding_dim=hp["embedding_dim"], embedding_dropout=hp["embedding_dropout"],
                               word_dropout=hp["word_dropout"], head_dropout=hp["head_dropout"], pooling=hp["pooling"],
                               encoder=EncoderConfig(cell=hp["cell"], hidden_size=hp["hidden"], num_layers=hp["layers"],
                                                     dropout=hp["layer_dropout"]))
-    net = TextClassifierNet(config, len(data["glove"]), 2)
+    net = ClassifyNet(config, len(data["glove"]), 2)
     if hp["pretrained"]:
         found = torch.from_numpy(data["glove_found"])
         with torch.no_grad():

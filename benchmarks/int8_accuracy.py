@@ -38,13 +38,13 @@ def imdb_dev(target: Path) -> Path:
 
 
 def lm_dev(config: Path, target: Path) -> Path:
-    """The dev lines ``config``'s LanguageModelData carves (without tokenising), one per line."""
+    """The dev lines ``config``'s LMData carves (without tokenising), one per line."""
     import yaml
 
-    from toolkit.data.lm import LanguageModelData
+    from toolkit.data.lm import LMData
 
     settings = yaml.safe_load(config.read_text())["data"]["init_args"]
-    _, dev = LanguageModelData(**settings).corpus()
+    _, dev = LMData(**settings).corpus()
     target.write_text("".join(" ".join(line.split()) + "\n" for line in dev), encoding="utf-8")
     return target
 

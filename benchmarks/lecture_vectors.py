@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # gensim is imported only when word2vec is used (it takes a w
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared/data/imdb"
 CACHE_DIR = Path(__file__).resolve().parents[1] / "runs/lecture_imdb"
 DEV_FRACTION = 0.1
-SPLIT_SEED = 1234  # TextClassificationData's split_seed default: dev = the reviews the toolkit is scored on
+SPLIT_SEED = 1234  # ClassifyData's split_seed default: dev = the reviews the toolkit is scored on
 MAXLEN = 400
 HTML_BREAK = re.compile(r"<br\s*/?\s*>", re.IGNORECASE)
 

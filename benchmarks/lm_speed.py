@@ -1,4 +1,4 @@
-"""Language-model speed, side by side in one process: training tokens/s of the toolkit's LanguageModelNet against a
+"""Language-model speed, side by side in one process: training tokens/s of the toolkit's LMNet against a
 bare ``nn.Embedding`` + ``nn.LSTM`` + tied linear + cross-entropy step of the same size, and generation tokens/s.
 
     OMP_NUM_THREADS=1 python benchmarks/lm_speed.py [--threads 1] [--repeats 5] [--out docs/results/lm_speed.json]
@@ -33,7 +33,7 @@ from toolkit.data.export import DataExport  # noqa: E402
 from toolkit.data.lm_text import LMTokenizer  # noqa: E402
 from toolkit.data.vocab import LM_SPECIALS, Vocab  # noqa: E402
 from toolkit.nn.encoder import EncoderConfig  # noqa: E402
-from toolkit.nn.lm import LanguageModelConfig, LanguageModelNet  # noqa: E402
+from toolkit.nn.lm import LMNet, LMNetConfig  # noqa: E402
 from toolkit.specs.lm import SPEC, LMConfig  # noqa: E402
 
 VOCAB, EMBEDDING, HIDDEN, LAYERS, BATCH, BPTT, STEPS = 10_000, 400, 400, 2, 32, 70, 5
@@ -53,13 +53,13 @@ class BareLM(nn.Module):
         return F.linear(output, self.embed.weight, self.bias), state
 
 
-def toolkit_net(regularised: bool) -> LanguageModelNet:
+def toolkit_net(regularised: bool) -> LMNet:
     dropout = {"input_dropout": 0.35, "output_dropout": 0.35, "embedding_dropout": 0.05} if regularised else {
         "input_dropout": 0.0, "output_dropout": 0.0, "embedding_dropout": 0.0}
     encoder = EncoderConfig(hidden_size=HIDDEN, num_layers=LAYERS, bidirectional=False, init="torch",
                             dropout=0.25 if regularised else 0.0, locked_dropout=True,
                             weight_drop=0.25 if regularised else 0.0)
-    return LanguageModelNet(LanguageModelConfig(embedding_dim=EMBEDDING, encoder=encoder, **dropout), VOCAB)
+    return LMNet(LMNetConfig(embedding_dim=EMBEDDING, encoder=encoder, **dropout), VOCAB)
 
 
 def trainer(model: nn.Module, bare: bool):

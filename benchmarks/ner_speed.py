@@ -8,11 +8,11 @@ times, on the first N CoNLL-2003 training sentences:
 
 * ``bare``: ``nn.LSTM(100, 256, 2, bidirectional)`` forward over pre-built padded float batches (sorted by
   length, so as little padding as possible): the encoder alone, no embedding, CRF or decoding;
-* ``toolkit``: ``TaggerPredictor.tag_tokens`` (featurise → embed → encode → CRF Viterbi → tags), fp32 and
+* ``toolkit``: ``TagPredictor.tag_tokens`` (featurise → embed → encode → CRF Viterbi → tags), fp32 and
   int8-quantized (torch's eager dynamic quantization);
 * ``onnx`` / ``onnx_int8``: the same predictor on the ONNX Runtime backend (``bilstm export --onnx --int8``: tag
   scores from ONNX Runtime, Viterbi in torch);
-* ``flair``: ``SequenceTagger.predict`` (benchmarks/flair_runner.py in Flair's own venv);
+* ``flair``: ``TagModule.predict`` (benchmarks/flair_runner.py in Flair's own venv);
 
 at batch 1/32/256 (batch 1 on the first 256 sentences), plus one training epoch (toolkit: Lightning, Adam,
 batch 32; Flair: ModelTrainer, SGD, batch 32) in tokens/s. Ratios are within the same subprocess run.
@@ -55,13 +55,13 @@ def make_model_dir(rows: list[dict], target: Path) -> Path:
     from toolkit.data.tagschemes import tag_set
     from toolkit.data.vocab import Vocab
     from toolkit.nn.encoder import EncoderConfig
-    from toolkit.nn.tagger import TaggerConfig
+    from toolkit.nn.tagger import TagNetConfig
     from toolkit.specs.tag import SPEC, TagConfig
 
     words = Vocab.build([[t.lower() for t in row["tokens"]] for row in rows])
     chars = Vocab.build([list(t) for row in rows for t in row["tokens"]])
     tags = tag_set(["LOC", "MISC", "ORG", "PER"], "iob2")
-    config = TaggerConfig(embedding_dim=100, casing_dim=0, chars="none", word_dropout=0.0,
+    config = TagNetConfig(embedding_dim=100, casing_dim=0, chars="none", word_dropout=0.0,
                           encoder=EncoderConfig(hidden_size=256, num_layers=2))
     torch.manual_seed(0)
     model_config = TagConfig(config, len(words), len(chars), "iob2", "iob1")
@@ -85,20 +85,20 @@ def train_epoch_tokens_per_s(rows: list[dict]) -> float:
     """One Lightning epoch of the same-size tagger over ``rows`` (Adam, batch 32, CRF loss)."""
     import pytorch_lightning as pl
 
-    from toolkit.data.tag import TaggingData
+    from toolkit.data.tag import TagData
     from toolkit.nn.encoder import EncoderConfig
-    from toolkit.nn.tagger import TaggerConfig
+    from toolkit.nn.tagger import TagNetConfig
     from toolkit.tasks.base import OptimizerConfig
-    from toolkit.tasks.tag import SequenceTagger
+    from toolkit.tasks.tag import TagModule
 
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "train.conll"
         path.write_text("\n\n".join("\n".join(f"{t} {g}" for t, g in zip(r["tokens"], r["tags"], strict=True))
                                     for r in rows) + "\n", encoding="utf-8")
-        data = TaggingData(str(path), str(path), scheme="iob1", train_scheme="iob2", batch_size=32)
-        config = TaggerConfig(embedding_dim=100, casing_dim=0, chars="none", encoder=EncoderConfig(hidden_size=256,
+        data = TagData(str(path), str(path), scheme="iob1", train_scheme="iob2", batch_size=32)
+        config = TagNetConfig(embedding_dim=100, casing_dim=0, chars="none", encoder=EncoderConfig(hidden_size=256,
                                                                                                    num_layers=2))
-        model = SequenceTagger(config, OptimizerConfig(lr=1e-3), data.data_info)
+        model = TagModule(config, OptimizerConfig(lr=1e-3), data.data_info)
         trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                              num_sanity_val_steps=0)

@@ -22,12 +22,12 @@ import pytorch_lightning as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from toolkit.data.tag import TaggingData  # noqa: E402
+from toolkit.data.tag import TagData  # noqa: E402
 from toolkit.nn.encoder import EncoderConfig  # noqa: E402
-from toolkit.nn.tagger import TaggerConfig  # noqa: E402
+from toolkit.nn.tagger import TagNetConfig  # noqa: E402
 from toolkit.nn.transformer import TransformerFeaturesConfig  # noqa: E402
 from toolkit.tasks.base import OptimizerConfig  # noqa: E402
-from toolkit.tasks.tag import SequenceTagger  # noqa: E402
+from toolkit.tasks.tag import TagModule  # noqa: E402
 
 BASE = dict(embedding_dim=50, pretrained="glove", extend=100_000, chars="cnn", char_dim=30, char_hidden=50,
             casing_dim=8, dropout=0.5, word_dropout=0.05, hidden=256, layers=1, layer_dropout=0.0,
@@ -66,18 +66,18 @@ def run(name: str, args: argparse.Namespace) -> dict:
     hp = {**BASE, **CONFIGS[name]}
     pl.seed_everything(args.seed, verbose=False)
     glove = args.glove if hp["pretrained"] else None
-    data = TaggingData(train_file=f"{args.data_dir}/eng.train.gz", dev_file=f"{args.data_dir}/eng.testa.gz",
+    data = TagData(train_file=f"{args.data_dir}/eng.train.gz", dev_file=f"{args.data_dir}/eng.testa.gz",
                        train_scheme=hp["train_scheme"], extend_vocab_from=glove if hp["extend"] else None,
                        extend_vocab_size=hp["extend"], transformer=args.minilm if hp["transformer"] else None,
                        batch_size=hp["batch"], eval_batch_size=256)
-    network = TaggerConfig(
+    network = TagNetConfig(
         embedding_dim=hp["embedding_dim"], pretrained=glove, word_dropout=hp["word_dropout"],
         casing_dim=hp["casing_dim"],
         chars=hp["chars"], char_dim=hp["char_dim"], char_hidden=hp["char_hidden"], dropout=hp["dropout"],
         transformer=TransformerFeaturesConfig(pooling=hp["t_pooling"], layers=hp["t_layers"]),
         encoder=EncoderConfig(hidden_size=hp["hidden"], num_layers=hp["layers"], dropout=hp["layer_dropout"]),
         decoder=hp["decoder"])
-    model = SequenceTagger(network, OptimizerConfig(lr=hp["lr"], weight_decay=hp["weight_decay"]), data.data_info)
+    model = TagModule(network, OptimizerConfig(lr=hp["lr"], weight_decay=hp["weight_decay"]), data.data_info)
     callback = DevF1(name)
     trainer = pl.Trainer(max_epochs=hp["epochs"] or args.epochs, accelerator=args.device, devices=1, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

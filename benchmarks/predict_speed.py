@@ -52,12 +52,12 @@ def random_model_dir(texts: list[str], target: Path) -> Path:
     from toolkit.data.export import DataExport
     from toolkit.data.tokenize import Tokenizer, TokenizerSettings
     from toolkit.data.vocab import Vocab
-    from toolkit.nn import ClassifierConfig, EncoderConfig
+    from toolkit.nn import ClassifyNetConfig, EncoderConfig
     from toolkit.specs.classify import SPEC, ClassifyConfig
 
     settings = TokenizerSettings(max_tokens=800)
     vocab = Vocab.build(Tokenizer(settings).tokenize_many(texts), max_size=50_000)
-    config = ClassifyConfig(ClassifierConfig(embedding_dim=50, encoder=EncoderConfig(hidden_size=128),
+    config = ClassifyConfig(ClassifyNetConfig(embedding_dim=50, encoder=EncoderConfig(hidden_size=128),
                                              pooling="max+mean"), len(vocab), 2)
     torch.manual_seed(0)
     net = SPEC.build_net(config, ["neg", "pos"])

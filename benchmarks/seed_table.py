@@ -27,9 +27,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from toolkit.data.classify import TextClassificationData
-from toolkit.nn import ClassifierConfig, EncoderConfig
-from toolkit.tasks import OptimizerConfig, TextClassifier
+from toolkit.data.classify import ClassifyData
+from toolkit.nn import ClassifyNetConfig, EncoderConfig
+from toolkit.tasks import ClassifyModule, OptimizerConfig
 
 IMDB = Path(__file__).resolve().parents[2] / "shared/data/imdb/train.jsonl.gz"
 REFERENCE = {  # (cell, units): (train accuracy, dev accuracy) after 2 epochs, from the lecture
@@ -50,10 +50,10 @@ class EpochDevAccuracy(pl.Callback):
             self.history.append(float(trainer.callback_metrics["val_acc"]))
 
 
-def run_one(data: TextClassificationData, cell: str, units: int, epochs: int, seed: int) -> dict:
+def run_one(data: ClassifyData, cell: str, units: int, epochs: int, seed: int) -> dict:
     pl.seed_everything(seed, verbose=False)
-    model = TextClassifier(
-        network=ClassifierConfig(embedding_dim=32,
+    model = ClassifyModule(
+        network=ClassifyNetConfig(embedding_dim=32,
                                  encoder=EncoderConfig(cell=cell, hidden_size=units, init="orthogonal"),
                                  pooling="last"),
         optimizer=OptimizerConfig(lr=1e-3, weight_decay=0.0, schedule="constant", warmup_fraction=0.0),
@@ -85,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    data = TextClassificationData(train_file=args.train_file, max_vocab=10_000, max_tokens=args.max_tokens,
+    data = ClassifyData(train_file=args.train_file, max_vocab=10_000, max_tokens=args.max_tokens,
                                   truncate="tail", batch_size=32, eval_batch_size=256)
     data.setup("fit")
     rows = []

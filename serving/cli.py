@@ -21,7 +21,7 @@ SERVICE = "serving.service:BilstmService"
 def configure(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``bilstm serve`` (no heavy imports here)."""
     parser.add_argument("model_dirs", nargs="*", metavar="MODEL_DIR",
-                        help="model directories to serve (one per task: classify, tag, translate)")
+                        help="model directories to serve (one per task of the task table)")
     parser.add_argument("--model-tag", action="append", default=[], metavar="TAG",
                         help="a model imported into the BentoML store (python -m serving.import_model); repeatable")
     parser.add_argument("--port", type=port_number, default=3000, help="TCP port, 1..65535 (default 3000)")

@@ -21,13 +21,13 @@ from toolkit.cli import main
 
 tmp = Path(sys.argv[1])
 base = (Path("configs/textcat_sample.yaml")).read_text()
-(tmp / "class_path.yaml").write_text(base.replace("class_path: toolkit.tasks.TextClassifier",
+(tmp / "class_path.yaml").write_text(base.replace("class_path: toolkit.tasks.ClassifyModule",
                                                   "class_path: marker_evil.Cb"))
 (tmp / "inline.yaml").write_text(base + "\n" + 'trainer: \'{"callbacks": [{"class_path": "marker_evil.Cb"}]}\'\n')
 (tmp / "nested_model.yaml").write_text("class_path: marker_evil.Cb\n")
 before_model, after_data = base.split("model:")[0], base.split("data:")[1]
 (tmp / "nesting.yaml").write_text(before_model + "model: nested_model.yaml\ndata:" + after_data)
-(tmp / "stdlib.yaml").write_text(base.replace("class_path: toolkit.tasks.TextClassifier", "class_path: os.system"))
+(tmp / "stdlib.yaml").write_text(base.replace("class_path: toolkit.tasks.ClassifyModule", "class_path: os.system"))
 sample = ["--config", "configs/textcat_sample.yaml"]
 routes = {
     "class_path in a config file": ["--config", str(tmp / "class_path.yaml")],

@@ -16,7 +16,7 @@ from toolkit.data.lm_text import LMTokenizer, TextToTokens, token_stream
 from toolkit.data.vocab import LM_SPECIALS, Vocab
 from toolkit.errors import DataError, InputError
 from toolkit.nn.encoder import EncoderConfig
-from toolkit.nn.lm import LanguageModelConfig, LanguageModelNet
+from toolkit.nn.lm import LMNet, LMNetConfig
 from toolkit.predict.lm import filter_scores
 from toolkit.specs.lm import SPEC, LMConfig
 
@@ -26,9 +26,9 @@ def predictor(lm_model_dir):
     return Predictor.load(lm_model_dir, device="cpu")
 
 
-def tiny_config(**changes) -> LanguageModelConfig:
+def tiny_config(**changes) -> LMNetConfig:
     encoder = EncoderConfig(hidden_size=12, num_layers=2, bidirectional=False, init="torch")
-    return LanguageModelConfig(**{"embedding_dim": 8, "encoder": encoder, "input_dropout": 0.0,
+    return LMNetConfig(**{"embedding_dim": 8, "encoder": encoder, "input_dropout": 0.0,
                                   "output_dropout": 0.0, **changes})
 
 
@@ -61,7 +61,7 @@ def test_a_model_with_uniform_output_has_the_vocabulary_size_as_perplexity(tmp_p
 
 def test_reading_a_stream_in_bptt_chunks_with_the_carried_state_equals_one_pass():
     torch.manual_seed(0)
-    net = LanguageModelNet(tiny_config(), 30).double().eval()
+    net = LMNet(tiny_config(), 30).double().eval()
     ids = torch.randint(0, 30, (3, 40))
     whole = torch.log_softmax(net.logits(net(ids).hidden), -1)
     state, parts = None, []
@@ -192,9 +192,9 @@ PTB = ROOT.parent / "shared" / "data" / "ptb"
 
 @pytest.mark.skipif(not (PTB / "ptb.train.txt.gz").exists(), reason="needs ../shared/data/ptb")
 def test_ptb_has_exactly_its_standard_vocabulary_and_token_counts():
-    from toolkit.data.lm import LanguageModelData
+    from toolkit.data.lm import LMData
 
-    data = LanguageModelData(train_file=str(PTB / "ptb.train.txt.gz"), dev_file=str(PTB / "ptb.valid.txt.gz"),
+    data = LMData(train_file=str(PTB / "ptb.train.txt.gz"), dev_file=str(PTB / "ptb.valid.txt.gz"),
                              split="whitespace")
     data.setup("fit")
     tokens = data.vocabulary_tokens()

@@ -11,10 +11,10 @@ import torch
 from tests.conftest import ROOT, fit_config, run_bilstm
 from toolkit import Predictor
 from toolkit.data.conll import read_conll
-from toolkit.data.lm import LanguageModelData
+from toolkit.data.lm import LMData
 from toolkit.errors import ConfigError
 from toolkit.nn.encoder import EncoderConfig
-from toolkit.nn.lm import LanguageModelConfig, LanguageModelNet
+from toolkit.nn.lm import LMNet, LMNetConfig
 from toolkit.nn.lm_features import LanguageModelFeatures, reverse_padded
 from toolkit.specs.tag import TagConfig
 
@@ -33,10 +33,10 @@ def taglm(tmp_path_factory) -> dict[str, Path]:
     return {"forward": forward, "backward": backward, "tagger": tagger, "root": root}
 
 
-def _lm(direction: str, vocab_size: int = 40, hidden: int = 12) -> LanguageModelNet:
+def _lm(direction: str, vocab_size: int = 40, hidden: int = 12) -> LMNet:
     torch.manual_seed(0)
     encoder = EncoderConfig(cell="lstm", hidden_size=hidden, num_layers=2, bidirectional=False, init="torch")
-    return LanguageModelNet(LanguageModelConfig(embedding_dim=8, encoder=encoder), vocab_size)
+    return LMNet(LMNetConfig(embedding_dim=8, encoder=encoder), vocab_size)
 
 
 def test_reverse_padded_reverses_each_row_within_its_length():
@@ -143,16 +143,16 @@ def test_an_lm_of_the_wrong_direction_is_refused_with_what_to_do(taglm, tmp_path
 
 
 def test_tag_config_refuses_an_lm_under_the_wrong_direction():
-    from toolkit.nn.tagger import TaggerConfig
+    from toolkit.nn.tagger import TagNetConfig
     from toolkit.specs.lm import LMConfig
 
-    lm = LMConfig(LanguageModelConfig(), 50, direction="forward")
+    lm = LMConfig(LMNetConfig(), 50, direction="forward")
     with pytest.raises(ConfigError, match="lm_backward is a forward"):
-        TagConfig(TaggerConfig(), 10, 10, "bioes", "iob1", lm_backward=lm).validate()
+        TagConfig(TagNetConfig(), 10, 10, "bioes", "iob1", lm_backward=lm).validate()
 
 
 def test_the_sample_lm_reads_no_tagger_dev_sentence():
-    data = LanguageModelData(**_data_args("configs/lm_ner_sample.yaml"))
+    data = LMData(**_data_args("configs/lm_ner_sample.yaml"))
     _assert_no_dev_sentence(data, ROOT / "samples" / "ner" / "dev.conll")
 
 
@@ -161,7 +161,7 @@ def test_the_conll_lms_read_no_dev_sentence():
     for config in ("configs/lm_ner_cased.yaml", "configs/lm_ner_cased_backward.yaml"):
         args = _data_args(config)
         assert not any("testa" in str(path) or "testb" in str(path) for path in args["train_file"])
-        data = LanguageModelData(**{**args, "corpus_cache": None})
+        data = LMData(**{**args, "corpus_cache": None})
         _assert_no_dev_sentence(data, SHARED_CONLL / "eng.testa.gz")
 
 
@@ -177,7 +177,7 @@ def _data_args(config: str) -> dict:
     return args
 
 
-def _assert_no_dev_sentence(data: LanguageModelData, dev_file: Path) -> None:
+def _assert_no_dev_sentence(data: LMData, dev_file: Path) -> None:
     train, dev = data.corpus()
     if data.hparams.max_train_lines:
         train = train[: data.hparams.max_train_lines]
@@ -199,15 +199,15 @@ def test_a_missing_lm_directory_is_named_with_its_option(tmp_path):
 @pytest.mark.slow
 def test_each_lm_is_opened_once_and_handed_to_the_model_and_its_checkpoint_form_is_checked(taglm, monkeypatch):
     import toolkit.data.lm as data_lm
-    from toolkit.data.tag import TaggingData
-    from toolkit.tasks.tag import SequenceTagger
+    from toolkit.data.tag import TagData
+    from toolkit.tasks.tag import TagModule
 
     opened = []
     load = data_lm.load_model_dir
     monkeypatch.setattr(data_lm, "load_model_dir", lambda path: opened.append(Path(path)) or load(path))
-    data = TaggingData(str(ROOT / "samples" / "ner" / "train.conll"), str(ROOT / "samples" / "ner" / "dev.conll"),
+    data = TagData(str(ROOT / "samples" / "ner" / "train.conll"), str(ROOT / "samples" / "ner" / "dev.conll"),
                        lm_forward=str(taglm["forward"]), lm_backward=str(taglm["backward"]))
-    model = SequenceTagger(data_info=data.data_info)
+    model = TagModule(data_info=data.data_info)
     assert opened == [taglm["forward"], taglm["backward"]]  # by the data module; the model took them from it
     lm = Predictor.load(taglm["forward"], device="cpu").net
     assert torch.equal(model.net.lm_forward.embed.weight, lm.embed.weight)
@@ -217,10 +217,10 @@ def test_each_lm_is_opened_once_and_handed_to_the_model_and_its_checkpoint_form_
     sha256 = json.loads((taglm["forward"] / "meta.json").read_text())["files"]["model.safetensors"]["sha256"]
     assert plain["language_models"]["forward"] == {"path": str(taglm["forward"].resolve()), "sha256": sha256}
     assert plain["tags"] == list(data.tags) and plain["vocab_size"] == len(data.featurizer.words)
-    rebuilt = SequenceTagger(data_info=plain)
+    rebuilt = TagModule(data_info=plain)
     assert torch.equal(rebuilt.net.lm_forward.embed.weight, lm.embed.weight)
     assert rebuilt.init_from_records == model.init_from_records
     swapped = {**plain, "language_models": {"forward": plain["language_models"]["backward"] | {
         "path": plain["language_models"]["forward"]["path"]}}}
     with pytest.raises(ConfigError, match=r"data\.lm_forward: .*no longer holds the language model"):
-        SequenceTagger(data_info=swapped)
+        TagModule(data_info=swapped)

@@ -5,7 +5,7 @@ import torch
 
 from toolkit import Predictor
 from toolkit.errors import InputError
-from toolkit.predict.classify import ClassifierPredictor, ClassPrediction
+from toolkit.predict.classify import ClassifyPredictor, ClassPrediction
 
 TEXTS = ["An absolute joy from start to finish, I loved it.", "Dull, predictable and far too long.",
          "The worst meal I have had in years.", "Brilliant!", "It was fine<br />nothing special."]
@@ -17,7 +17,7 @@ def predictor(textcat_model_dir):
 
 
 def test_load_returns_the_task_predictor(predictor):
-    assert isinstance(predictor, ClassifierPredictor) and predictor.labels == ["neg", "pos"]
+    assert isinstance(predictor, ClassifyPredictor) and predictor.labels == ["neg", "pos"]
 
 
 def test_predictions_are_typed_ordered_and_normalised(predictor):

@@ -12,12 +12,12 @@ import torch
 
 from tests.conftest import ROOT, fit_config
 from toolkit import Predictor
-from toolkit.data.classify import TextClassificationData
-from toolkit.data.lm import LanguageModelData
+from toolkit.data.classify import ClassifyData
+from toolkit.data.lm import LMData
 from toolkit.errors import ConfigError
-from toolkit.nn.classifier import ClassifierConfig, TextClassifierNet
+from toolkit.nn.classifier import ClassifyNet, ClassifyNetConfig
 from toolkit.nn.encoder import EncoderConfig
-from toolkit.nn.lm import LanguageModelConfig, LanguageModelNet
+from toolkit.nn.lm import LMNet, LMNetConfig
 from toolkit.nn.lm_transfer import vocabulary_rows
 from toolkit.tasks.base import lr_factor
 from toolkit.tasks.finetune import GradualUnfreezing, InitFrom, initialise_from_lms, layer_groups, optimizer_groups
@@ -79,7 +79,7 @@ def test_unfreezing_and_per_layer_rates_are_what_the_config_says(pipeline):
 def test_init_from_copies_the_lm_weights_and_keeps_unknown_words_fresh(pipeline):
     encoder = EncoderConfig(hidden_size=64, num_layers=2, separate_directions=True)
     tokens = ["<pad>", "<unk>", "film", "the", "zzzunseenzzz"]
-    net = TextClassifierNet(ClassifierConfig(embedding_dim=64, encoder=encoder), len(tokens), 2)
+    net = ClassifyNet(ClassifyNetConfig(embedding_dim=64, encoder=encoder), len(tokens), 2)
     fresh = net.embed.embedding.weight.detach().clone()
     records = initialise_from_lms(net, encoder, InitFrom(str(pipeline["forward"]), str(pipeline["backward"])), tokens)
     assert [record["words_found"] for record in records] == [3, 3]
@@ -107,21 +107,21 @@ def test_init_from_copies_the_lm_weights_and_keeps_unknown_words_fresh(pipeline)
 ])
 def test_a_network_that_cannot_take_the_lm_gets_a_clear_error(pipeline, change, message):
     encoder = EncoderConfig(**{"hidden_size": 64, "num_layers": 2, "separate_directions": True, **change})
-    net = TextClassifierNet(ClassifierConfig(embedding_dim=64, encoder=encoder), 3, 2)
+    net = ClassifyNet(ClassifyNetConfig(embedding_dim=64, encoder=encoder), 3, 2)
     with pytest.raises(ConfigError, match=message):
         initialise_from_lms(net, encoder, InitFrom(str(pipeline["forward"]), str(pipeline["backward"])),
                             ["<pad>", "<unk>", "film"])
-    wide = TextClassifierNet(ClassifierConfig(embedding_dim=32, encoder=encoder), 3, 2)
+    wide = ClassifyNet(ClassifyNetConfig(embedding_dim=32, encoder=encoder), 3, 2)
     with pytest.raises(ConfigError, match="embedding_dim: 64"):
         initialise_from_lms(wide, encoder, InitFrom(str(pipeline["forward"])), ["<pad>", "<unk>", "film"])
 
 
 def test_no_classifier_dev_review_reaches_the_language_model(tmp_path):
-    """The LM reads the classifier's training file minus exactly the dev split TextClassificationData carves."""
+    """The LM reads the classifier's training file minus exactly the dev split ClassifyData carves."""
     train = str(SAMPLE / "train.jsonl")
-    classifier = TextClassificationData(train_file=train, dev_fraction=0.2, split_seed=7)
+    classifier = ClassifyData(train_file=train, dev_fraction=0.2, split_seed=7)
     classifier.setup("fit")
-    lm = LanguageModelData(train_file=[train, str(SAMPLE / "unlabelled.txt")], exclude_dev_of=train,
+    lm = LMData(train_file=[train, str(SAMPLE / "unlabelled.txt")], exclude_dev_of=train,
                            exclude_dev_fraction=0.2, exclude_split_seed=7, split="spacy", lowercase=True)
     lm_train, lm_dev = lm.corpus()
     dev_texts = {json.loads(line)["text"] for line in (SAMPLE / "train.jsonl").read_text().splitlines()
@@ -130,10 +130,10 @@ def test_no_classifier_dev_review_reaches_the_language_model(tmp_path):
     assert not dev_texts & (set(lm_train) | set(lm_dev))
     assert len(lm_train) + len(lm_dev) == 400 - 80 + 30  # every other review and the unlabelled lines
     with pytest.raises(ConfigError, match=r"not one of data\.train_file"):
-        LanguageModelData(train_file=[train], exclude_dev_of="other.jsonl")
+        LMData(train_file=[train], exclude_dev_of="other.jsonl")
 
 
-def _classifier_dev_texts(data: TextClassificationData) -> set[str]:
+def _classifier_dev_texts(data: ClassifyData) -> set[str]:
     from toolkit.data.datamodule import carve_dev
     from toolkit.data.readers import read_labelled
 
@@ -150,7 +150,7 @@ def test_vocabulary_mapping_matches_words_and_skips_padding():
 
 def test_layer_groups_rates_and_gradual_unfreezing():
     encoder = EncoderConfig(hidden_size=8, num_layers=2)
-    net = TextClassifierNet(ClassifierConfig(embedding_dim=6, encoder=encoder), 10, 2)
+    net = ClassifyNet(ClassifyNetConfig(embedding_dim=6, encoder=encoder), 10, 2)
     assert [name for name, _ in layer_groups(net)] == ["features", "encoder.1", "encoder.2", "top"]
     groups = optimizer_groups(net, 1.0, 0.01, layer_lr_decay=2.0)
     rates = {group["name"].removesuffix(".no_decay"): group["lr"] for group in groups}
@@ -176,14 +176,14 @@ def test_slanted_triangular_schedule():
 
 def test_adaptive_softmax_is_a_distribution_and_its_nll_matches():
     torch.manual_seed(0)
-    config = LanguageModelConfig(embedding_dim=8, tie_embeddings=False, softmax="adaptive", adaptive_cutoffs=[5, 20],
+    config = LMNetConfig(embedding_dim=8, tie_embeddings=False, softmax="adaptive", adaptive_cutoffs=[5, 20],
                                  adaptive_div_value=2.0,
                                  encoder=EncoderConfig(hidden_size=8, num_layers=1, bidirectional=False))
-    net = LanguageModelNet(config, 50).eval()
+    net = LMNet(config, 50).eval()
     ids = torch.randint(0, 50, (2, 7))
     hidden = net(ids).hidden
     log_probs = net.logits(hidden)
     torch.testing.assert_close(log_probs.exp().sum(-1), torch.ones(2, 7))
     torch.testing.assert_close(net.nll(hidden, ids), -log_probs.reshape(-1, 50).gather(1, ids.reshape(-1, 1))[:, 0])
     with pytest.raises(ValueError, match="tie_embeddings: false"):
-        LanguageModelNet(LanguageModelConfig(softmax="adaptive"), 50)
+        LMNet(LMNetConfig(softmax="adaptive"), 50)

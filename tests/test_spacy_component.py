@@ -24,7 +24,7 @@ from spacy.training import Example
 
 from toolkit import Predictor
 from toolkit.errors import ModelDirError
-from toolkit.spacy_component import MODEL_SUBDIR, BilstmEntityRecognizer, BilstmTextCategorizer, BilstmTranslator
+from toolkit.spacy_component import MODEL_SUBDIR, ClassifyComponent, TagComponent, TranslateComponent
 
 NER_TEXTS = [
     "Peter Blackburn visited Bonn in Germany .",
@@ -290,9 +290,9 @@ def test_saved_pipeline_is_self_contained_and_loads_in_a_fresh_process(textcat_m
         assert got["translation"] == want["translation"]
 
     reloaded = spacy.load(saved)  # in this process too; components point at the saved copies
-    assert isinstance(reloaded.get_pipe("bilstm_ner"), BilstmEntityRecognizer)
-    assert isinstance(reloaded.get_pipe("bilstm_textcat"), BilstmTextCategorizer)
-    assert isinstance(reloaded.get_pipe("bilstm_translate"), BilstmTranslator)
+    assert isinstance(reloaded.get_pipe("bilstm_ner"), TagComponent)
+    assert isinstance(reloaded.get_pipe("bilstm_textcat"), ClassifyComponent)
+    assert isinstance(reloaded.get_pipe("bilstm_translate"), TranslateComponent)
     assert reloaded.get_pipe("bilstm_ner").model_path == saved / "bilstm_ner" / MODEL_SUBDIR
     reloaded.to_disk(saved)  # saving onto the copies it was loaded from is a no-op, not a self-copy
     assert entities_of(reloaded(texts[0])) == expected[0]["ents"]

@@ -51,8 +51,8 @@ SCRIPT = textwrap.dedent('''
             return predictions
         return predict_and_record
 
-    for component in (spacy_component.BilstmTextCategorizer, spacy_component.BilstmEntityRecognizer,
-                      spacy_component.BilstmTranslator, spacy_component.BilstmLanguageModel):
+    for component in (spacy_component.ClassifyComponent, spacy_component.TagComponent,
+                      spacy_component.TranslateComponent, spacy_component.LMComponent):
         component.predict = probed(component.predict)
 
     def summary(doc):

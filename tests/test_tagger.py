@@ -7,11 +7,11 @@ import pytest
 from tests.conftest import SAMPLES, run_bilstm
 from toolkit import Predictor
 from toolkit.data.conll import read_conll
-from toolkit.predict.tag import TaggerPredictor
+from toolkit.predict.tag import TagPredictor
 
 
 @pytest.fixture(scope="module")
-def tagger(ner_model_dir) -> TaggerPredictor:
+def tagger(ner_model_dir) -> TagPredictor:
     return Predictor.load(ner_model_dir, device="cpu")
 
 
@@ -134,7 +134,7 @@ def test_data_info_round_trips_through_its_plain_form_and_refuses_other_keys():
 def test_the_checkpoint_keeps_data_info_in_plain_form_and_the_tagger_rebuilds_from_it(ner_run, ner_model_dir):
     import torch
 
-    from toolkit.tasks.tag import SequenceTagger
+    from toolkit.tasks.tag import TagModule
 
     (last,) = ner_run.glob("lightning_logs/version_*/checkpoints/last.ckpt")
     checkpoint = torch.load(last, weights_only=True)  # no class of ours inside: data_info is plain
@@ -142,6 +142,6 @@ def test_the_checkpoint_keeps_data_info_in_plain_form_and_the_tagger_rebuilds_fr
     meta = json.loads((ner_model_dir / "meta.json").read_text())
     assert hparams["data_info"]["tags"] == meta["labels"]
     assert hparams["data_info"]["vocab_size"] == meta["model_config"]["vocab_size"]
-    model = SequenceTagger(hparams["network"], hparams["optimizer"], hparams["data_info"])
+    model = TagModule(hparams["network"], hparams["optimizer"], hparams["data_info"])
     model.load_state_dict(checkpoint["state_dict"])  # strict: the network rebuilt from it has the same shape
     assert model.model_config.scheme == meta["model_config"]["scheme"]

@@ -16,13 +16,13 @@ import torch
 from tests.conftest import ROOT, SAMPLES, run_bilstm
 from toolkit import Predictor
 from toolkit.errors import DataError, InputError
-from toolkit.predict.translate import Translation, TranslatorPredictor
+from toolkit.predict.translate import TranslatePredictor, Translation
 
 GERMAN = ["Ein Hund läuft über den Strand.", "Zwei Kinder spielen im Park.", "Eine Frau liest ein Buch."]
 
 
 @pytest.fixture(scope="module")
-def predictor(translate_model_dir: Path) -> TranslatorPredictor:
+def predictor(translate_model_dir: Path) -> TranslatePredictor:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield Predictor.load(translate_model_dir, device="cpu")
@@ -40,7 +40,7 @@ def test_model_directory_holds_weights_tokenizer_and_metrics(translate_model_dir
 
 
 def test_predictor_translates_in_input_order(predictor):
-    assert isinstance(predictor, TranslatorPredictor)
+    assert isinstance(predictor, TranslatePredictor)
     results = predictor.predict(GERMAN)
     assert len(results) == 3 and all(isinstance(r, Translation) for r in results)
     for text, result in zip(GERMAN, results, strict=True):

@@ -67,7 +67,7 @@ def classifier_recipe(predictor: Any) -> ExportRecipe:
 class _TaggerScores(torch.nn.Module):
     """The tagger network up to its per-token tag scores, with the batch dict's tensors as positional inputs.
 
-    The CRF's Viterbi and forward–backward stay in torch on the scores (``SequenceTaggerNet.decode``): they are
+    The CRF's Viterbi and forward–backward stay in torch on the scores (``TagNet.decode``): they are
     a small part of the time (docs/benchmarks.md §14) and keep the decoding code in one place.
     """
 
@@ -103,7 +103,7 @@ def tagger_recipe(predictor: Any) -> ExportRecipe:
 
 
 class _LanguageModelGraph(torch.nn.Module):
-    """``LanguageModelNet`` with plain tensors: (ids, lengths, state…) → (log-probabilities, new state…).
+    """``LMNet`` with plain tensors: (ids, lengths, state…) → (log-probabilities, new state…).
 
     The graph ends in log-probabilities (``log_softmax`` of the logits; the adaptive softmax's own), so ONNX Runtime
     does the softmax too; the predictor's ``log_softmax`` of them changes nothing.
@@ -176,12 +176,11 @@ def _check_exportable(predictor: Any) -> None:
     if entry.onnx_export is None:
         raise ConfigError(f"ONNX export covers {', '.join(exported_tasks())} models for now, not {predictor.task!r}: "
                           "this model runs on the torch backend")
-    network = predictor.config.network
-    encoder = network.encoder
-    if encoder.cell not in FUSED_CELLS:
+    encoder = getattr(predictor.config.network, "encoder", None)  # a network without a recurrent encoder: no cell
+    if encoder is not None and encoder.cell not in FUSED_CELLS:
         raise ConfigError(f"ONNX export covers the fused cells ({', '.join(FUSED_CELLS)}), not {encoder.cell!r}: "
                           "this model runs on the torch backend (docs/cells.md)")
-    if encoder.padding == "packed":
+    if encoder is not None and encoder.padding == "packed":
         raise ConfigError("ONNX export needs encoder.padding 'reverse' (the default); packed sequences do not export")
     refusal = load_piece(entry.predictor).onnx_refusal(predictor)
     if refusal is not None:

@@ -37,7 +37,7 @@ def state_names(has_cell: bool, has_feed: bool) -> list[str]:
 
 
 class EncoderGraph(nn.Module):
-    """``Seq2SeqNet.encode`` with plain tensors out: the memory, then the initial state."""
+    """``TranslateNet.encode`` with plain tensors out: the memory, then the initial state."""
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()

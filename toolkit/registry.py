@@ -66,30 +66,30 @@ class TaskEntry:
 
 TASKS: dict[str, TaskEntry] = {
     "classify": TaskEntry(
-        spec="toolkit.specs.classify:SPEC", data="toolkit.data.classify:TextClassificationData",
-        module="toolkit.tasks.classify:TextClassifier", predictor="toolkit.predict.classify:ClassifierPredictor",
+        spec="toolkit.specs.classify:SPEC", data="toolkit.data.classify:ClassifyData",
+        module="toolkit.tasks.classify:ClassifyModule", predictor="toolkit.predict.classify:ClassifyPredictor",
         result="toolkit.predict.classify:ClassPrediction", report="toolkit.report.classify:build",
         input_kind="text", spacy_factory="bilstm_textcat",
-        spacy_component="toolkit.spacy_component:BilstmTextCategorizer", route="classify",
+        spacy_component="toolkit.spacy_component:ClassifyComponent", route="classify",
         bento_name="bilstm-textcat", onnx_export="toolkit.onnx_export:export_classifier"),
     "tag": TaskEntry(
-        spec="toolkit.specs.tag:SPEC", data="toolkit.data.tag:TaggingData", module="toolkit.tasks.tag:SequenceTagger",
-        predictor="toolkit.predict.tag:TaggerPredictor", result="toolkit.predict.tag:TagPrediction",
+        spec="toolkit.specs.tag:SPEC", data="toolkit.data.tag:TagData", module="toolkit.tasks.tag:TagModule",
+        predictor="toolkit.predict.tag:TagPredictor", result="toolkit.predict.tag:TagPrediction",
         report="toolkit.report.tag:build", input_kind="tokens", spacy_factory="bilstm_ner",
-        spacy_component="toolkit.spacy_component:BilstmEntityRecognizer", route="tag", bento_name="bilstm-ner",
+        spacy_component="toolkit.spacy_component:TagComponent", route="tag", bento_name="bilstm-ner",
         onnx_export="toolkit.onnx_export:export_tagger"),
     "translate": TaskEntry(
-        spec="toolkit.specs.translate:SPEC", data="toolkit.data.translate:BitextData",
-        module="toolkit.tasks.translate:Translator", predictor="toolkit.predict.translate:TranslatorPredictor",
+        spec="toolkit.specs.translate:SPEC", data="toolkit.data.translate:TranslateData",
+        module="toolkit.tasks.translate:TranslateModule", predictor="toolkit.predict.translate:TranslatePredictor",
         result="toolkit.predict.translate:Translation", report="toolkit.report.translate:build", input_kind="text",
-        spacy_factory="bilstm_translate", spacy_component="toolkit.spacy_component:BilstmTranslator",
+        spacy_factory="bilstm_translate", spacy_component="toolkit.spacy_component:TranslateComponent",
         route="translate", bento_name="bilstm-translate", onnx_export="toolkit.onnx_seq2seq:export_translator",
         options="toolkit.predict.translate:TranslateOptions"),
     "lm": TaskEntry(
-        spec="toolkit.specs.lm:SPEC", data="toolkit.data.lm:LanguageModelData", module="toolkit.tasks.lm:LanguageModel",
+        spec="toolkit.specs.lm:SPEC", data="toolkit.data.lm:LMData", module="toolkit.tasks.lm:LMModule",
         predictor="toolkit.predict.lm:LMPredictor", result="toolkit.predict.lm:LMScore",
         report="toolkit.report.lm:build",
-        input_kind="text", spacy_factory="bilstm_lm", spacy_component="toolkit.spacy_component:BilstmLanguageModel",
+        input_kind="text", spacy_factory="bilstm_lm", spacy_component="toolkit.spacy_component:LMComponent",
         route="score", bento_name="bilstm-lm", onnx_export="toolkit.onnx_export:export_language_model",
         generation="toolkit.predict.lm:Sampling"),
 }

@@ -54,7 +54,7 @@ EntitySpan = tuple[int, int, str, float]
 """``(doc token start, doc token end, label, confidence)``: one predicted entity over the Doc's tokens."""
 
 
-class BilstmTextCategorizer(ModelDirPipe):
+class ClassifyComponent(ModelDirPipe):
     """``bilstm_textcat``: ``doc.cats`` = label → probability (exclusive classes: they sum to 1).
 
     A doc with no text (empty, or whitespace and control characters only) gets no ``cats``: there is nothing
@@ -87,7 +87,7 @@ class BilstmTextCategorizer(ModelDirPipe):
         return Scorer.score_cats(examples, "cats", labels=self.labels, multi_label=False, **kwargs)
 
 
-class BilstmEntityRecognizer(ModelDirPipe):
+class TagComponent(ModelDirPipe):
     """``bilstm_ner``: tags the Doc's own tokens and sets ``doc.ents``.
 
     The model sees exactly the Doc's tokens (whitespace tokens left out, as in training), so entity
@@ -153,7 +153,7 @@ class BilstmEntityRecognizer(ModelDirPipe):
         return get_ner_prf(examples, **kwargs)
 
 
-class BilstmTranslator(ModelDirPipe):
+class TranslateComponent(ModelDirPipe):
     """``bilstm_translate``: writes each Doc's translation to the Doc extension ``doc._.<extension>``.
 
     One Doc is one source text (the model was trained on sentence pairs, so give it sentences). The
@@ -197,7 +197,7 @@ class BilstmTranslator(ModelDirPipe):
             setattr(doc._, self.extension, None if result is None else result.translation)
 
 
-class BilstmLanguageModel(ModelDirPipe):
+class LMComponent(ModelDirPipe):
     """``bilstm_lm``: each Doc's perplexity under a language model in ``doc._.<extension>`` (default ``perplexity``).
 
     The Doc's text is scored on its own, from ``<eos>`` as the start symbol (``LMPredictor.score``); a blank doc
@@ -259,9 +259,9 @@ for _task, _entry in TASKS.items():
 
 __all__ = [  # the make_* factories are generated above, one per task
     "MODEL_SUBDIR",
-    "BilstmEntityRecognizer",
-    "BilstmLanguageModel",
-    "BilstmTextCategorizer",
-    "BilstmTranslator",
+    "TagComponent",
+    "LMComponent",
+    "ClassifyComponent",
+    "TranslateComponent",
     *(factory_function_name(entry.spacy_factory) for entry in TASKS.values()),
 ]

@@ -1,6 +1,6 @@
 """`bilstm fit | validate | test`: LightningCLI over the task modules, ending in a model directory.
 
-The config picks the task through ``model.class_path`` (e.g. ``toolkit.tasks.TextClassifier``) and the
+The config picks the task through ``model.class_path`` (e.g. ``toolkit.tasks.ClassifyModule``) and the
 data module through ``data.class_path``. Sizes and labels flow from the data module into the model via
 ``link_arguments`` (never the other way). After ``fit`` the best checkpoint (by the task's validation
 metric) is validated once more and exported as a model directory whose path is printed.
@@ -45,11 +45,22 @@ ALLOWED_IMPORT_PATHS = ("toolkit", "pytorch_lightning", "lightning.pytorch", "li
 DENIED_IMPORT = re.compile(r"Importing '([\w.]+)' is not allowed")
 
 
+def task_packages() -> tuple[str, ...]:
+    """The packages of tasks that installed packages added to the task table (their DataModule and LightningModule,
+    and the config types those take, live there): code the user chose to install, as the toolkit itself is."""
+    from toolkit.registry import TASKS
+
+    packages = {reference.split(".")[0].split(":")[0] for entry in TASKS.values() for reference in
+                (entry.data, entry.module)}
+    return tuple(sorted(packages - {"toolkit"}))
+
+
 def restrict_import_paths() -> None:
     """Make jsonargparse refuse (before importing anything) every import path outside the allowed packages."""
     from jsonargparse import set_parsing_settings
 
-    set_parsing_settings(import_path_denylist=["*"], import_path_allowlist=list(ALLOWED_IMPORT_PATHS))
+    set_parsing_settings(import_path_denylist=["*"],
+                         import_path_allowlist=[*ALLOWED_IMPORT_PATHS, *task_packages()])
 
 
 def check_config_files(argv: list[str]) -> None:

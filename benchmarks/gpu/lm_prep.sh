@@ -20,9 +20,9 @@ rm -f .gpu_data/eng.*.gz  # the GPU check's CoNLL files are not needed here (whe
 # python -c, not a heredoc: spawned tokenising workers re-import a main script, and "<stdin>" is none
 .venv/bin/python -c '
 import yaml
-from toolkit.data.lm import LanguageModelData
+from toolkit.data.lm import LMData
 settings = yaml.safe_load(open("configs/lm_imdb_long.yaml"))["data"]["init_args"]
-data = LanguageModelData(**settings, corpus_cache=".gpu_data/imdb_lm_corpus", tokenize_workers=2)
+data = LMData(**settings, corpus_cache=".gpu_data/imdb_lm_corpus", tokenize_workers=2)
 data.setup("fit")
 print({"vocab": len(data.vocab), **{f"{name}_tokens": int(stream.numel()) for name, stream in data.streams.items()},
        "lines": data.lines, "excluded": data.excluded, "sha256": data.data_sha256})

@@ -15,7 +15,7 @@ from safetensors.torch import load, save
 
 from tests.conftest import SAMPLES, run_bilstm
 from toolkit.data import lm_text
-from toolkit.data.lm import LanguageModelData
+from toolkit.data.lm import LMData
 from toolkit.data.lm_cache import INDEX_FILE, STREAMS_FILE, TokenisedCorpus, load_corpus, save_corpus
 from toolkit.data.vocab import LM_SPECIALS, Vocab
 from toolkit.errors import ConfigError, DataError
@@ -29,12 +29,12 @@ def corpus_files(tmp_path):
     shutil.copy(TEXTCAT / "unlabelled.txt", tmp_path / "unlabelled.txt")
 
 
-def _data(tmp_path, **settings) -> LanguageModelData:
+def _data(tmp_path, **settings) -> LMData:
     """The sample's pretraining corpus: labelled reviews minus the classifier's dev split, and unlabelled lines."""
     train, unlabelled = tmp_path / "train.jsonl", tmp_path / "unlabelled.txt"
     options = dict(train_file=[str(train), str(unlabelled)], exclude_dev_of=str(train), exclude_dev_fraction=0.2,
                    split="spacy", lowercase=True, max_vocab=500, dev_fraction=0.1)
-    data = LanguageModelData(**{**options, **settings})
+    data = LMData(**{**options, **settings})
     data.setup("fit")
     return data
 
@@ -103,7 +103,7 @@ def test_worker_processes_tokenise_exactly_like_one_process(tmp_path):
     for split in ("train", "val"):
         assert torch.equal(two.streams[split], one.streams[split])
     with pytest.raises(ConfigError, match="tokenize_workers"):
-        LanguageModelData(train_file=str(tmp_path / "train.jsonl"), tokenize_workers=0)
+        LMData(train_file=str(tmp_path / "train.jsonl"), tokenize_workers=0)
 
 
 def test_a_cache_path_that_cannot_be_a_directory_is_a_clear_error(tmp_path):
@@ -119,9 +119,9 @@ def test_a_cache_path_that_cannot_be_a_directory_is_a_clear_error(tmp_path):
 LM = SAMPLES / "lm"
 
 
-def _lm_data(cache, **settings) -> LanguageModelData:
+def _lm_data(cache, **settings) -> LMData:
     """The tiny whitespace sample through the cache ``cache`` (tokenising it takes milliseconds)."""
-    data = LanguageModelData(train_file=str(LM / "train.txt"), dev_file=str(LM / "dev.txt"), split="whitespace",
+    data = LMData(train_file=str(LM / "train.txt"), dev_file=str(LM / "dev.txt"), split="whitespace",
                              corpus_cache=str(cache), **settings)
     data.setup("fit")
     return data

@@ -8,7 +8,7 @@ from toolkit.nn.attention import ATTENTIONS, Attention
 from toolkit.nn.beam import DecodingConfig, beam_search, greedy_search
 from toolkit.nn.decoder import DecoderConfig
 from toolkit.nn.encoder import EncoderConfig
-from toolkit.nn.seq2seq import Seq2SeqConfig, Seq2SeqNet
+from toolkit.nn.seq2seq import TranslateNet, TranslateNetConfig
 
 BOS, EOS = 2, 3
 
@@ -24,13 +24,13 @@ def one_thread():
 
 def make_net(attention="general", input_feeding=True, cell="lstm", layers=1, vocab=24, share=True, seed=0):
     torch.manual_seed(seed)
-    config = Seq2SeqConfig(
+    config = TranslateNetConfig(
         embedding_dim=16, embedding_dropout=0.0, share_embeddings=share,
         encoder=EncoderConfig(hidden_size=16, num_layers=2),
         decoder=DecoderConfig(cell=cell, hidden_size=32, num_layers=layers, attention=attention,
                               input_feeding=input_feeding, dropout=0.0),
     )
-    return Seq2SeqNet(config, vocab, vocab, bos=BOS, eos=EOS, banned=(0, BOS))
+    return TranslateNet(config, vocab, vocab, bos=BOS, eos=EOS, banned=(0, BOS))
 
 
 def padded(sequences):
@@ -183,8 +183,8 @@ def test_tied_and_shared_weights_are_stored_once():
     assert "decoder.embed.embedding.weight" in names and not any(n.startswith("source_embed") for n in names)
     save({k: v.contiguous() for k, v in net.state_dict().items()})  # safetensors refuses aliased tensors
     with pytest.raises(ValueError, match="joint vocabulary"):
-        Seq2SeqNet(Seq2SeqConfig(share_embeddings=True), 100, 120, bos=BOS, eos=EOS)
-    separate = Seq2SeqNet(Seq2SeqConfig(share_embeddings=False, embedding_dim=8,
+        TranslateNet(TranslateNetConfig(share_embeddings=True), 100, 120, bos=BOS, eos=EOS)
+    separate = TranslateNet(TranslateNetConfig(share_embeddings=False, embedding_dim=8,
                                         encoder=EncoderConfig(hidden_size=4), decoder=DecoderConfig(hidden_size=8)),
                           100, 120, bos=BOS, eos=EOS)
     assert separate.source_embed.embedding.weight.shape == (100, 8)

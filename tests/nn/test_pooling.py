@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from toolkit.nn import ClassifierConfig, EncoderConfig, TextClassifierNet
+from toolkit.nn import ClassifyNet, ClassifyNetConfig, EncoderConfig
 from toolkit.nn.encoder import EncoderOutput
 from toolkit.nn.pooling import SequencePooling
 
@@ -31,7 +31,7 @@ def test_attention_pooling_ignores_padding():
 @pytest.mark.parametrize("merge", ["concat", "sum"])
 def test_classifier_is_padding_invariant(pooling, merge):
     torch.manual_seed(0)
-    net = TextClassifierNet(ClassifierConfig(embedding_dim=8, pooling=pooling,
+    net = ClassifyNet(ClassifyNetConfig(embedding_dim=8, pooling=pooling,
                                              encoder=EncoderConfig(hidden_size=6, merge=merge)), 20, 3).eval()
     ids = torch.tensor([[2, 3, 4, 5], [6, 7, 0, 0]])
     with torch.no_grad():

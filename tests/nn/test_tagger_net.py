@@ -7,7 +7,7 @@ from toolkit.data.tagschemes import allowed_transitions, is_valid, tag_set
 from toolkit.data.vocab import Vocab
 from toolkit.nn.encoder import EncoderConfig
 from toolkit.nn.features import CharBiLSTM, CharCNN
-from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig
+from toolkit.nn.tagger import TagNet, TagNetConfig
 from toolkit.nn.transformer import TransformerFeaturesConfig, TransformerWordFeatures
 
 SENTENCES = [["Peter", "Blackburn", "visited", "Bonn", "in", "1996", "."], ["EU", "rejects", "it"], ["Hi"]]
@@ -74,7 +74,7 @@ def test_tagger_is_padding_invariant_and_decodes_valid_tags(tiny_bert, decoder, 
     feats = featurizer(transformer)
     tags = tag_set(["LOC", "PER"], "bioes")
     torch.manual_seed(0)
-    net = SequenceTaggerNet(TaggerConfig(embedding_dim=8, chars="cnn", char_dim=4, char_hidden=4, casing_dim=2,
+    net = TagNet(TagNetConfig(embedding_dim=8, chars="cnn", char_dim=4, char_hidden=4, casing_dim=2,
                                          encoder=EncoderConfig(hidden_size=6), decoder=decoder),
                             len(feats.words), len(feats.chars), len(tags), allowed_transitions(tags, "bioes"),
                             transformer).eval()

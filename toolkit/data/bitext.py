@@ -60,17 +60,6 @@ def target_path(source: str | Path, source_lang: str = "de", target_lang: str = 
     return source.with_name(f"{stem}.{swaps[language]}{compression}")
 
 
-def read_sentences(path: str | Path) -> list[str]:
-    """The lines of a one-sentence-per-line file; an empty (or blank) line is an error naming it."""
-    sentences = []
-    for number, line in decoded_lines(path):
-        if not line.strip():
-            raise DataError(path, "line is empty; every line must hold one sentence", number,
-                            hint="remove the line from this file and the same line from its parallel file")
-        sentences.append(line.strip())
-    return sentences
-
-
 def read_aligned(source: str | Path, target: str | Path) -> list[SentencePair]:
     """Pairs from two line-aligned files; misaligned files raise a DataError naming both and both counts."""
     sources = [line for _, line in decoded_lines(source)]

@@ -51,7 +51,7 @@ def collate_classification(batch: list[tuple[torch.Tensor, int]]) -> dict[str, t
     return {"ids": ids, "lengths": lengths, "labels": torch.tensor([item[1] for item in batch])}
 
 
-class TextClassificationData(BucketedDataModule):
+class ClassifyData(BucketedDataModule):
     """Labelled texts → length-bucketed batches of token ids.
 
     Args:

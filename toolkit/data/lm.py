@@ -154,7 +154,7 @@ class StreamWindows(IterableDataset):
         return math.ceil((self.columns.size(1) - 1) / self.bptt)
 
 
-class LanguageModelData(pl.LightningDataModule):
+class LMData(pl.LightningDataModule):
     """Plain text or JSONL → a word (or character) stream for a recurrent language model.
 
     Args:
@@ -179,7 +179,7 @@ class LanguageModelData(pl.LightningDataModule):
         eval_bptt: tokens per dev/test window.
         max_train_lines: use only the first N training lines (quick experiments).
         exclude_dev_of: one of the training files that is also a classifier's labelled training file: its
-            records are split exactly as ``TextClassificationData`` splits them (``carve_dev`` with
+            records are split exactly as ``ClassifyData`` splits them (``carve_dev`` with
             ``exclude_dev_fraction`` and ``exclude_split_seed``, records read with ``exclude_label_field``) and the
             classifier's dev records are left out, so that pretraining never reads the text the classifier is
             scored on.

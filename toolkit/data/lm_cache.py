@@ -1,7 +1,7 @@
 """A language model's tokenised corpus on disk: tokenise once, train many times (and train where the text is not).
 
 Tokenising IMDB's 20M tokens with spaCy takes about 2 minutes per run on one core, and the forward and backward
-models read the same corpus. ``LanguageModelData(corpus_cache=DIR)`` writes the vocabulary and the forward token
+models read the same corpus. ``LMData(corpus_cache=DIR)`` writes the vocabulary and the forward token
 streams to ``DIR`` after tokenising, and later runs with the same data settings read them instead (fairseq's
 ``preprocess`` step, folded into the data module). Two files, no pickle:
 
@@ -112,7 +112,7 @@ def load_corpus(root: str | Path, settings: dict[str, Any], files: list[str]) ->
         raise ConfigError(f"data.corpus_cache {str(root)!r} was made with other data settings ({shown}); "
                           "point corpus_cache at another directory or delete this one")
     vocab = _read_vocab(index_path, index["vocab"])
-    # the writer stores a test stream exactly when there is a test file (LanguageModelData._tokenise)
+    # the writer stores a test stream exactly when there is a test file (LMData._tokenise)
     names = {"train", "val", *(["test"] if settings.get("test_file") else [])}
     if set(index["stream_tokens"]) != names:
         raise _damaged(index_path, f"records the streams {sorted(index['stream_tokens'])}, these settings make "

@@ -110,7 +110,7 @@ class TagDataInfo(DataInfo):
         return values
 
 
-class TaggingData(BucketedDataModule):
+class TagData(BucketedDataModule):
     """Column files (CoNLL-2003 by default) → bucketed batches of word/char/casing(/subword) tensors.
 
     Args:

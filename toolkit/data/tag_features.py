@@ -136,14 +136,14 @@ class TaggingFeaturizer:
                 for column, word_chars in enumerate(item["chars"]):
                     chars[row, column, : len(word_chars)] = word_chars
             batch["chars"] = torch.from_numpy(chars)
-        if "transformer_features" in items[0]:  # precomputed by a frozen transformer (see SequenceTagger)
+        if "transformer_features" in items[0]:  # precomputed by a frozen transformer (see TagModule)
             batch["transformer_features"] = _pad_features(items, "transformer_features", words.size(1))
         elif "subwords" in items[0]:
             subwords, subword_lengths = pad_ids([item["subwords"] for item in items])
             batch["subwords"] = subwords
             batch["subword_mask"] = torch.arange(subwords.size(1)).unsqueeze(0) < subword_lengths.unsqueeze(1)
             batch["subword_words"] = pad_ids([item["subword_words"] for item in items], pad=-1)[0]
-        if "lm_features" in items[0]:  # precomputed by the frozen LMs (see SequenceTagger)
+        if "lm_features" in items[0]:  # precomputed by the frozen LMs (see TagModule)
             batch["lm_features"] = _pad_features(items, "lm_features", words.size(1))
         else:
             for key in ("lm_forward", "lm_backward"):

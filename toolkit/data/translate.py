@@ -73,7 +73,7 @@ def collate_bitext(batch: list[tuple[torch.Tensor, torch.Tensor, str]]) -> dict:
             "references": [item[2] for item in batch]}
 
 
-class BitextData(BucketedDataModule):
+class TranslateData(BucketedDataModule):
     """Sentence pairs → subword ids with a vocabulary trained on the training pairs only.
 
     Args:
@@ -209,7 +209,3 @@ class BitextData(BucketedDataModule):
             record={"files": [str(Path(f)) for f in files], "sha256": file_sha256(*files), "dev_file": hp.dev_file,
                     **self._sizes},
         )
-
-
-ParallelTextData = BitextData
-"""The former name of :class:`BitextData`, kept so configs that name it still work."""

@@ -12,8 +12,8 @@ from toolkit.nn.pooling import SequencePooling, parse_pooling
 
 
 @dataclass
-class ClassifierConfig:
-    """Architecture of a :class:`TextClassifierNet` (sizes that come from the data are separate)."""
+class ClassifyNetConfig:
+    """Architecture of a :class:`ClassifyNet` (sizes that come from the data are separate)."""
 
     embedding_dim: int = 100
     """Word vector size (50 for ``glove-6b-50d``)."""
@@ -40,7 +40,7 @@ class ClassifierConfig:
             raise ValueError("embedding_dim must be >= 1")
 
 
-class TextClassifierNet(nn.Module):
+class ClassifyNet(nn.Module):
     """Token ids → class logits.
 
     Args:
@@ -49,7 +49,7 @@ class TextClassifierNet(nn.Module):
         num_classes: size of the label set.
     """
 
-    def __init__(self, config: ClassifierConfig, vocab_size: int, num_classes: int) -> None:
+    def __init__(self, config: ClassifyNetConfig, vocab_size: int, num_classes: int) -> None:
         super().__init__()
         config.validate()
         self.config = config

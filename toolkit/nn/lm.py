@@ -33,8 +33,8 @@ def _default_encoder() -> EncoderConfig:
 
 
 @dataclass
-class LanguageModelConfig:
-    """Architecture of a :class:`LanguageModelNet` (the vocabulary size comes from the data)."""
+class LMNetConfig:
+    """Architecture of a :class:`LMNet` (the vocabulary size comes from the data)."""
 
     embedding_dim: int = 256
     """Word (or character) vector size; also the output layer's size when tied."""
@@ -82,15 +82,15 @@ class LanguageModelConfig:
 
 
 class LMOutput(NamedTuple):
-    """What :meth:`LanguageModelNet.forward` returns."""
+    """What :meth:`LMNet.forward` returns."""
 
     hidden: Tensor
-    """``[batch, time, output_size]``: the features the softmax reads (see :meth:`LanguageModelNet.logits`)."""
+    """``[batch, time, output_size]``: the features the softmax reads (see :meth:`LMNet.logits`)."""
     state: tuple[Tensor, ...]
     """The encoder's recurrent state after the last step (carry it into the next chunk of a stream)."""
 
 
-class LanguageModelNet(nn.Module):
+class LMNet(nn.Module):
     """Token ids → next-token scores, with an explicit recurrent state.
 
     Args:
@@ -98,7 +98,7 @@ class LanguageModelNet(nn.Module):
         vocab_size: size of the vocabulary (= the softmax).
     """
 
-    def __init__(self, config: LanguageModelConfig, vocab_size: int) -> None:
+    def __init__(self, config: LMNetConfig, vocab_size: int) -> None:
         super().__init__()
         config.validate()
         self.config = config

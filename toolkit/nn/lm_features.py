@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from toolkit.nn.encoder import RecurrentEncoder
-from toolkit.nn.lm import LanguageModelConfig
+from toolkit.nn.lm import LMNetConfig
 
 EOS_ID = 0
 """``<eos>``: index 0 of every LM vocabulary (``toolkit.data.vocab.LM_SPECIALS``)."""
@@ -39,7 +39,7 @@ class LanguageModelFeatures(nn.Module):
         with_embeddings: put the LM's word vector of each word before its state (ELMo's layer 0).
     """
 
-    def __init__(self, config: LanguageModelConfig, vocab_size: int, direction: str,
+    def __init__(self, config: LMNetConfig, vocab_size: int, direction: str,
                  with_embeddings: bool = False) -> None:
         super().__init__()
         config.validate()

@@ -14,8 +14,8 @@ from toolkit.nn.encoder import EncoderConfig, RecurrentEncoder
 
 
 @dataclass
-class Seq2SeqConfig:
-    """Architecture of a :class:`Seq2SeqNet` (vocabulary sizes come from the data)."""
+class TranslateNetConfig:
+    """Architecture of a :class:`TranslateNet` (vocabulary sizes come from the data)."""
 
     embedding_dim: int = 256
     """Source and target embedding size."""
@@ -39,7 +39,7 @@ class Seq2SeqConfig:
             raise ValueError("embedding_dim must be >= 1")
 
 
-class Seq2SeqNet(nn.Module):
+class TranslateNet(nn.Module):
     """Source ids → target logits (teacher forcing) or translations (greedy / beam search).
 
     Args:
@@ -50,7 +50,7 @@ class Seq2SeqNet(nn.Module):
             the tokenizer (the translate spec passes them): the network does not assume any.
     """
 
-    def __init__(self, config: Seq2SeqConfig, source_vocab_size: int, target_vocab_size: int, *, bos: int,
+    def __init__(self, config: TranslateNetConfig, source_vocab_size: int, target_vocab_size: int, *, bos: int,
                  eos: int, banned: tuple[int, ...] = ()) -> None:
         super().__init__()
         config.validate()

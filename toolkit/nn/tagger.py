@@ -11,7 +11,7 @@ from toolkit.nn.crf import CRF
 from toolkit.nn.embeddings import WordEmbedding
 from toolkit.nn.encoder import EncoderConfig, RecurrentEncoder
 from toolkit.nn.features import CharBiLSTM, CharCNN, LockedDropout
-from toolkit.nn.lm import LanguageModelConfig
+from toolkit.nn.lm import LMNetConfig
 from toolkit.nn.lm_features import LanguageModelFeatures
 from toolkit.nn.transformer import TransformerFeaturesConfig, TransformerWordFeatures
 
@@ -20,8 +20,8 @@ DECODERS = ("crf", "softmax")
 
 
 @dataclass
-class TaggerConfig:
-    """Architecture of a :class:`SequenceTaggerNet` (sizes from the data are separate)."""
+class TagNetConfig:
+    """Architecture of a :class:`TagNet` (sizes from the data are separate)."""
 
     embedding_dim: int = 100
     """Word vector size (50 for ``glove-6b-50d``)."""
@@ -58,7 +58,7 @@ class TaggerConfig:
             raise ValueError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
 
 
-class SequenceTaggerNet(nn.Module):
+class TagNet(nn.Module):
     """Batch of encoded sentences → per-token tag scores, CRF loss and decoding.
 
     Args:
@@ -74,10 +74,10 @@ class SequenceTaggerNet(nn.Module):
             states join the word features (TagLM); their weights are part of this network's (``lm_forward.*``).
     """
 
-    def __init__(self, config: TaggerConfig, vocab_size: int, num_chars: int, num_tags: int,
+    def __init__(self, config: TagNetConfig, vocab_size: int, num_chars: int, num_tags: int,
                  allowed: tuple[Tensor, Tensor, Tensor] | None = None, transformer_path: str | None = None,
                  load_transformer_weights: bool = True, num_casings: int = 8,
-                 language_models: dict[str, tuple[LanguageModelConfig, int]] | None = None) -> None:
+                 language_models: dict[str, tuple[LMNetConfig, int]] | None = None) -> None:
         super().__init__()
         config.validate()
         self.config = config
@@ -126,7 +126,7 @@ class SequenceTaggerNet(nn.Module):
         elif self.transformer is not None:
             parts.append(self.transformer(batch["subwords"], batch["subword_mask"], batch["subword_words"],
                                           words.size(1)))
-        if "lm_features" in batch:  # computed once before training (see SequenceTagger.on_fit_start)
+        if "lm_features" in batch:  # computed once before training (see TagModule.on_fit_start)
             parts.append(batch["lm_features"].to(parts[0].dtype))
         elif self.lm_directions:
             parts.append(self.lm_features(batch).to(parts[0].dtype))

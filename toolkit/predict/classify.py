@@ -17,7 +17,6 @@ from toolkit.metrics import classification_scores
 from toolkit.predict.base import TaskPredictor
 from toolkit.predict.prefetch import prefetched_windows
 from toolkit.specs.base import Opened
-from toolkit.specs.classify import SPEC
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class ClassPrediction:
         return result
 
 
-class ClassifierPredictor(TaskPredictor):
+class ClassifyPredictor(TaskPredictor):
     """Tokenise → ids → encode → pool → softmax, in length-sorted batches under ``inference_mode``."""
 
     task = "classify"
@@ -46,7 +45,7 @@ class ClassifierPredictor(TaskPredictor):
         super().__init__(opened, device)
         self.tokenizer = Tokenizer(opened.tokenizer)
         self.vocab: Vocab = opened.side
-        self.net = SPEC.load_net(opened.model_dir, opened.config).to(device)
+        self.net = opened.spec.load_net(opened.model_dir, opened.config).to(device)
 
     def clip(self, text: str) -> str:
         """Only the part of a long text holding the tokens the model keeps (``max_tokens``): lossless."""

@@ -25,7 +25,6 @@ from toolkit.limits import MAX_NEW_TOKENS, MAX_PROMPT_TOKENS, MAX_TEMPERATURE, S
 from toolkit.metrics import perplexity_scores
 from toolkit.predict.base import TaskPredictor
 from toolkit.specs.base import Opened
-from toolkit.specs.lm import SPEC
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,7 @@ class LMPredictor(TaskPredictor):
         self.tokenize = TextToTokens(opened.tokenizer)
         self.backward = opened.config.direction == "backward"
         self.eos = self.vocab.index["<eos>"]
-        self.net = SPEC.load_net(opened.model_dir, opened.config).to(device)
+        self.net = opened.spec.load_net(opened.model_dir, opened.config).to(device)
 
     def use_onnx(self, int8: bool, threads: int) -> None:
         """The network from ONNX Runtime (``model.onnx``): scoring, perplexity and sampling drive it unchanged."""

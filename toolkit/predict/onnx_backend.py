@@ -16,7 +16,7 @@ import torch
 from toolkit.errors import ConfigError, ModelDirError
 from toolkit.nn.decoder import DecoderState, Memory
 from toolkit.nn.lm import LMOutput
-from toolkit.nn.seq2seq import Seq2SeqNet
+from toolkit.nn.seq2seq import TranslateNet
 
 BACKENDS = ("torch", "onnx")
 
@@ -55,7 +55,7 @@ class OnnxNet:
 class OnnxTaggerNet:
     """A tagger's ONNX graph (batch dict → tag scores) in front of the torch network's CRF decoding.
 
-    ``SequenceTaggerNet`` is called as ``net(batch)`` then ``net.decode(scores, batch)``: the graph answers the
+    ``TagNet`` is called as ``net(batch)`` then ``net.decode(scores, batch)``: the graph answers the
     first (its inputs are named after the batch keys), the torch network's CRF the second.
     """
 
@@ -74,7 +74,7 @@ class OnnxTaggerNet:
 
 
 class OnnxLanguageModelNet:
-    """A language model's graph (ids, lengths, state → log-probabilities, new state) behind ``LanguageModelNet``'s
+    """A language model's graph (ids, lengths, state → log-probabilities, new state) behind ``LMNet``'s
     interface, so that scoring, corpus perplexity and sampling (``LMPredictor``) are the same code on both backends.
 
     The graph ends in log-probabilities, which ride in :class:`LMOutput`'s ``hidden``; :meth:`logits` passes them
@@ -111,9 +111,9 @@ class OnnxLanguageModelNet:
 
 
 class OnnxTranslatorNet:
-    """The translator's two graphs (``encoder.onnx``, ``decoder_step.onnx``) behind ``Seq2SeqNet``'s interface.
+    """The translator's two graphs (``encoder.onnx``, ``decoder_step.onnx``) behind ``TranslateNet``'s interface.
 
-    ``translate`` is ``Seq2SeqNet.translate`` itself, run with this object as the network: it calls
+    ``translate`` is ``TranslateNet.translate`` itself, run with this object as the network: it calls
     :meth:`encode`, then greedy or beam search (``toolkit.nn.beam``) calls :meth:`step` through ``self.decoder``,
     so the search, its length limits and its attention bookkeeping are one piece of code for both backends.
     """
@@ -140,7 +140,7 @@ class OnnxTranslatorNet:
     def translate(self, source: torch.Tensor, lengths: torch.Tensor, decoding: object,
                   return_attention: bool = False) -> list:
         with torch.inference_mode():
-            return Seq2SeqNet.translate(self, source, lengths, decoding, return_attention=return_attention)
+            return TranslateNet.translate(self, source, lengths, decoding, return_attention=return_attention)
 
     def eval(self) -> OnnxTranslatorNet:
         return self

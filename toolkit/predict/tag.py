@@ -20,7 +20,6 @@ from toolkit.metrics import entity_scores
 from toolkit.predict.base import TaskPredictor
 from toolkit.predict.prefetch import prefetched_windows
 from toolkit.specs.base import Opened
-from toolkit.specs.tag import SPEC
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ class TaggedTokens:
 
 
 PREDICT_SLICE = 1 << 20
-"""Characters of raw text tokenised and tagged together by :meth:`TaggerPredictor.predict` (memory bound)."""
+"""Characters of raw text tokenised and tagged together by :meth:`TagPredictor.predict` (memory bound)."""
 TOKENS_PER_TEXT = 256
 """A tagger batch holds at most ``batch_size × 256`` padded tokens (half the default): each token carries up to
 30 characters through the character encoder, so long texts need smaller batches than a classifier's."""
@@ -76,7 +75,7 @@ SENTENCE_WINDOW_TOKENS = 1 << 16
 """Tokens encoded per prefetch window (words, casing and up to 30 characters each): ~4,500 CoNLL sentences."""
 
 
-class TaggerPredictor(TaskPredictor):
+class TagPredictor(TaskPredictor):
     """Encodes sentences like the training DataModule, decodes with constrained Viterbi."""
 
     task = "tag"
@@ -100,7 +99,7 @@ class TaggerPredictor(TaskPredictor):
                                             files.lm_vocabs)
         self.featurizer.use_chars = config.network.chars != "none"
         self.tags = self.labels
-        self.net = SPEC.load_net(opened.model_dir, config, transformer_path=files.transformer).to(device)
+        self.net = opened.spec.load_net(opened.model_dir, config, transformer_path=files.transformer).to(device)
         self._tokenizer_settings = TokenizerSettings(lang=opened.tokenizer.lang, lowercase=False)
         self._tokenizer: Tokenizer | None = None
 

@@ -21,7 +21,6 @@ from toolkit.metrics import translation_scores
 from toolkit.nn.beam import DecodingConfig
 from toolkit.predict.base import TaskPredictor
 from toolkit.specs.base import Opened
-from toolkit.specs.translate import SPEC
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class Translation:
 
 @dataclass(frozen=True)
 class TranslateOptions:
-    """What one request may ask of :meth:`TranslatorPredictor.predict` beyond its texts (the task table's
+    """What one request may ask of :meth:`TranslatePredictor.predict` beyond its texts (the task table's
     ``options``: the HTTP ``/translate`` body takes these fields too)."""
 
     attention: bool = field(default=False, metadata={
@@ -66,7 +65,7 @@ class TranslateOptions:
                        "subword) and the subwords of both sides; computed without batching"})
 
 
-class TranslatorPredictor(TaskPredictor):
+class TranslatePredictor(TaskPredictor):
     """Subword-encode → encode → greedy/beam search → detokenise, in length-sorted batches."""
 
     task = "translate"
@@ -81,7 +80,7 @@ class TranslatorPredictor(TaskPredictor):
         self.decoding = opened.config.decoding
         self.source_tokenizer, self.target_tokenizer = opened.side
         self.source_lang, self.target_lang = opened.tokenizer.source_lang, opened.tokenizer.target_lang
-        self.net = SPEC.load_net(opened.model_dir, opened.config).to(device)
+        self.net = opened.spec.load_net(opened.model_dir, opened.config).to(device)
 
     def _decoding(self, beam_size: int | None, length_penalty: float | None) -> DecodingConfig:
         changes = {k: v for k, v in (("beam_size", beam_size), ("length_penalty", length_penalty)) if v is not None}

@@ -41,7 +41,7 @@ def build(context: ReportContext) -> TaskReport:
     from torchmetrics.functional.classification import multiclass_precision, multiclass_recall
 
     predictor, options = context.predictor, context.options
-    # The same reading as ClassifierPredictor.evaluate (which has already checked labels and texts).
+    # The same reading as ClassifyPredictor.evaluate (which has already checked labels and texts).
     examples = read_labelled(context.data_file, options["text_field"], options["label_field"])
     labels = predictor.labels
     index = {label: i for i, label in enumerate(labels)}

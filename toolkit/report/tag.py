@@ -87,7 +87,7 @@ def error_block(line: int, tokens: Sequence[str], gold: Sequence[Span], predicte
 def build(context: ReportContext) -> TaskReport:
     """Per-type P/R/F1 (evaluate's), type confusion, and sentences whose entities differ, gold beside predicted."""
     predictor = context.predictor
-    # The same reading as TaggerPredictor.evaluate (default columns), which has already checked the tags.
+    # The same reading as TagPredictor.evaluate (default columns), which has already checked the tags.
     sentences = read_conll(context.data_file, ColumnFormat())
     tagged = predictor.tag_tokens([sentence.tokens for sentence in sentences], context.options.get("batch_size", 64),
                                   with_confidence=False)

@@ -36,7 +36,7 @@ def bleu_by_length(sources: list[str], outputs: list[str], references: list[str]
 def build(context: ReportContext) -> TaskReport:
     """BLEU by source length bucket, sample translations, and attention heatmaps of the first samples."""
     predictor, options, metrics = context.predictor, context.options, context.metrics
-    # The same reading as TranslatorPredictor.evaluate: a JSONL file's fields, or the source file plus the
+    # The same reading as TranslatePredictor.evaluate: a JSONL file's fields, or the source file plus the
     # reference beside it; --text-field/--label-field rename the JSONL fields as they do for evaluate.
     fields = {"source_field": options["text_field"] if options["text_field"] != "text" else "source",
               "target_field": options["label_field"] if options["label_field"] != "label" else "target"}

@@ -37,6 +37,8 @@ class Opened(NamedTuple):
     tokenizer: Any
     side: Any
     """What :meth:`TaskSpec.read_side_files` gives (a vocabulary, a pair of tokenizers…)."""
+    spec: Any = None
+    """The spec that opened it (its ``load_net`` builds the network): a predictor needs no spec of its own."""
 
 
 class TaskSpec(Generic[ConfigT, TokenizerT]):
@@ -98,7 +100,7 @@ class TaskSpec(Generic[ConfigT, TokenizerT]):
         config, tokenizer = self.parse(model_dir.meta, model_dir.path)
         for name in self.side_files(tokenizer):
             model_dir.file(name)  # raises if meta.json does not list it
-        return Opened(model_dir, config, tokenizer, self.read_side_files(model_dir, config, tokenizer))
+        return Opened(model_dir, config, tokenizer, self.read_side_files(model_dir, config, tokenizer), self)
 
     def load_net(self, model_dir: ModelDir, config: ConfigT, **options: Any) -> nn.Module:
         """The network with the directory's weights, loaded strictly (mismatches named)."""

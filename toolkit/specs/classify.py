@@ -9,7 +9,7 @@ from toolkit.artifact import ModelDir
 from toolkit.data.tokenize import TokenizerSettings
 from toolkit.data.vocab import Vocab
 from toolkit.errors import ModelDirError
-from toolkit.nn.classifier import ClassifierConfig, TextClassifierNet
+from toolkit.nn.classifier import ClassifyNet, ClassifyNetConfig
 from toolkit.specs.base import TaskSpec, read_json_side_file
 
 
@@ -17,7 +17,7 @@ from toolkit.specs.base import TaskSpec, read_json_side_file
 class ClassifyConfig:
     """meta.json ``model_config`` of a classifier."""
 
-    network: ClassifierConfig
+    network: ClassifyNetConfig
     vocab_size: int
     num_labels: int
 
@@ -32,8 +32,8 @@ class ClassifySpec(TaskSpec[ClassifyConfig, TokenizerSettings]):
     def side_files(self, tokenizer: TokenizerSettings) -> tuple[str, ...]:
         return ("vocab.json",)
 
-    def build_net(self, config: ClassifyConfig, labels: list[str] | None, **options: Any) -> TextClassifierNet:
-        return TextClassifierNet(config.network, config.vocab_size, config.num_labels)
+    def build_net(self, config: ClassifyConfig, labels: list[str] | None, **options: Any) -> ClassifyNet:
+        return ClassifyNet(config.network, config.vocab_size, config.num_labels)
 
     def read_side_files(self, model_dir: ModelDir, config: ClassifyConfig, tokenizer: TokenizerSettings) -> Vocab:
         """The vocabulary (``vocab.json``)."""

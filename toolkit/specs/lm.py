@@ -15,7 +15,7 @@ from toolkit.artifact import ModelDir
 from toolkit.data.lm_text import LMTokenizer, direction_checked
 from toolkit.data.vocab import LM_SPECIALS, Vocab
 from toolkit.errors import ConfigError, ModelDirError
-from toolkit.nn.lm import LanguageModelConfig, LanguageModelNet
+from toolkit.nn.lm import LMNet, LMNetConfig
 from toolkit.specs.base import TaskSpec, read_json_side_file
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 class LMConfig:
     """meta.json ``model_config`` of a language model."""
 
-    network: LanguageModelConfig
+    network: LMNetConfig
     vocab_size: int
     direction: str = "forward"
     """``forward``, or ``backward``: the model reads (and generates) right to left."""
@@ -50,8 +50,8 @@ class LMSpec(TaskSpec[LMConfig, LMTokenizer]):
     def side_files(self, tokenizer: LMTokenizer) -> tuple[str, ...]:
         return ("vocab.json",)
 
-    def build_net(self, config: LMConfig, labels: list[str] | None, **options: Any) -> LanguageModelNet:
-        return LanguageModelNet(config.network, config.vocab_size)
+    def build_net(self, config: LMConfig, labels: list[str] | None, **options: Any) -> LMNet:
+        return LMNet(config.network, config.vocab_size)
 
     def read_side_files(self, model_dir: ModelDir, config: LMConfig, tokenizer: LMTokenizer) -> Vocab:
         vocab = read_json_side_file(model_dir, "vocab.json", Vocab.from_json)

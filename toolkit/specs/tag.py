@@ -12,7 +12,7 @@ from toolkit.data.tag_features import FeatureSettings, lm_vocab_file
 from toolkit.data.tagschemes import SCHEMES, allowed_transitions
 from toolkit.data.vocab import Vocab
 from toolkit.errors import ConfigError, ModelDirError
-from toolkit.nn.tagger import SequenceTaggerNet, TaggerConfig
+from toolkit.nn.tagger import TagNet, TagNetConfig
 from toolkit.specs.base import TaskSpec, read_json_side_file
 from toolkit.specs.lm import LMConfig
 
@@ -25,7 +25,7 @@ TRANSFORMER_FOLDER = "transformer"
 class TagConfig:
     """meta.json ``model_config`` of a tagger."""
 
-    network: TaggerConfig
+    network: TagNetConfig
     vocab_size: int
     num_chars: int
     scheme: str
@@ -54,7 +54,7 @@ class TagConfig:
                 raise ConfigError(f"lm_{direction} is a {lm.direction} language model")
 
 
-class TaggerFiles(NamedTuple):
+class TagFiles(NamedTuple):
     """A tagger's side files, loaded."""
 
     words: Vocab
@@ -78,16 +78,16 @@ class TagSpec(TaskSpec[TagConfig, FeatureSettings]):
         return ("vocab.json", "chars.json", *(lm_vocab_file(direction) for direction in tokenizer.lm_directions))
 
     def build_net(self, config: TagConfig, labels: list[str] | None, *, transformer_path: str | None = None,
-                  load_transformer_weights: bool = False, **options: Any) -> SequenceTaggerNet:
+                  load_transformer_weights: bool = False, **options: Any) -> TagNet:
         tags = list(labels or [])
         language_models = {direction: (lm.network, lm.vocab_size)
                            for direction, lm in config.language_models().items()}
-        return SequenceTaggerNet(config.network, config.vocab_size, config.num_chars, len(tags),
+        return TagNet(config.network, config.vocab_size, config.num_chars, len(tags),
                                  allowed_transitions(tags, config.scheme), transformer_path,
                                  load_transformer_weights=load_transformer_weights, num_casings=len(CASINGS),
                                  language_models=language_models)
 
-    def read_side_files(self, model_dir: ModelDir, config: TagConfig, tokenizer: FeatureSettings) -> TaggerFiles:
+    def read_side_files(self, model_dir: ModelDir, config: TagConfig, tokenizer: FeatureSettings) -> TagFiles:
         """The word and character vocabularies, and the transformer's folder if it has one."""
         words = read_json_side_file(model_dir, "vocab.json", Vocab.from_json)
         chars = read_json_side_file(model_dir, "chars.json", Vocab.from_json)
@@ -109,7 +109,7 @@ class TagSpec(TaskSpec[TagConfig, FeatureSettings]):
                 raise ModelDirError(f"{model_dir.path}: {lm_vocab_file(direction)} has {len(vocab)} entries, "
                                     f"meta.json's lm_{direction} {lm.vocab_size}")
             lm_vocabs[direction] = vocab
-        return TaggerFiles(words, chars, transformer, lm_vocabs)
+        return TagFiles(words, chars, transformer, lm_vocabs)
 
 
 SPEC = TagSpec()

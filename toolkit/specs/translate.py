@@ -10,7 +10,7 @@ from toolkit.artifact import ModelDir
 from toolkit.data.subword import BOS_ID, EOS_ID, PAD_ID, BitextTokenizer, SubwordTokenizer
 from toolkit.errors import ModelDirError
 from toolkit.nn.beam import DecodingConfig
-from toolkit.nn.seq2seq import Seq2SeqConfig, Seq2SeqNet
+from toolkit.nn.seq2seq import TranslateNet, TranslateNetConfig
 from toolkit.specs.base import TaskSpec, read_json_side_file
 
 
@@ -27,7 +27,7 @@ class SpecialIds:
 class TranslateConfig:
     """meta.json ``model_config`` of a translator."""
 
-    network: Seq2SeqConfig
+    network: TranslateNetConfig
     source_vocab_size: int
     target_vocab_size: int
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
@@ -46,9 +46,9 @@ class TranslateSpec(TaskSpec[TranslateConfig, BitextTokenizer]):
     def side_files(self, tokenizer: BitextTokenizer) -> tuple[str, ...]:
         return tuple(dict.fromkeys((tokenizer.files["source"], tokenizer.files["target"])))
 
-    def build_net(self, config: TranslateConfig, labels: list[str] | None, **options: Any) -> Seq2SeqNet:
+    def build_net(self, config: TranslateConfig, labels: list[str] | None, **options: Any) -> TranslateNet:
         special = config.special_ids
-        return Seq2SeqNet(config.network, config.source_vocab_size, config.target_vocab_size, bos=special.bos,
+        return TranslateNet(config.network, config.source_vocab_size, config.target_vocab_size, bos=special.bos,
                           eos=special.eos, banned=(special.pad, special.bos))
 
     def read_side_files(self, model_dir: ModelDir, config: TranslateConfig,

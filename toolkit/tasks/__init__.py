@@ -1,7 +1,7 @@
 """One LightningModule per task (imports Lightning; the Predictor never imports this package).
 
 The modules are named in the task table (``toolkit.registry``) and imported on first use, so one task's
-dependencies never load another's. ``toolkit.tasks.TextClassifier`` etc. is the ``class_path`` form configs use.
+dependencies never load another's. ``toolkit.tasks.ClassifyModule`` etc. is the ``class_path`` form configs use.
 """
 
 from __future__ import annotations

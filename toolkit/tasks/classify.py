@@ -1,6 +1,8 @@
-"""Text classification: a thin LightningModule around the classify spec's network (``TextClassifierNet``)."""
+"""Text classification: a thin LightningModule around the classify spec's network (``ClassifyNet``)."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -10,13 +12,13 @@ from torchmetrics.classification import MulticlassAccuracy
 from toolkit.config import config_from_dict, config_to_dict
 from toolkit.data.classify import ClassifyDataInfo
 from toolkit.metrics import classification_metrics
-from toolkit.nn.classifier import ClassifierConfig
+from toolkit.nn.classifier import ClassifyNetConfig
 from toolkit.specs.classify import ClassifyConfig
 from toolkit.tasks.base import OptimizerConfig, TaskModule
 from toolkit.tasks.finetune import FineTuneConfig, InitFrom
 
 
-class TextClassifier(TaskModule):
+class ClassifyModule(TaskModule):
     """Trains a recurrent text classifier (cross-entropy, AdamW, accuracy and macro-F1).
 
     Args:
@@ -31,17 +33,21 @@ class TextClassifier(TaskModule):
 
     task = "classify"
     monitor = "val_acc"
+    network_type: ClassVar[type] = ClassifyNetConfig
+    """The network's config dataclass (a task built on this module may have another network)."""
+    config_type: ClassVar[type] = ClassifyConfig
+    """meta.json ``model_config`` of the task (its spec's ``config_type``)."""
 
     def __init__(
         self,
-        network: ClassifierConfig | None = None,
+        network: ClassifyNetConfig | None = None,
         optimizer: OptimizerConfig | None = None,
         data_info: ClassifyDataInfo | dict | None = None,
         label_smoothing: float = 0.0,
         init_from: InitFrom | None = None,
         finetune: FineTuneConfig | None = None,
     ) -> None:
-        network = config_from_dict(ClassifierConfig, network or ClassifierConfig(), "model.network")
+        network = config_from_dict(self.network_type, network or self.network_type(), "model.network")
         optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
         super().__init__(optimizer, init_from, finetune)
         info = ClassifyDataInfo.of(data_info)
@@ -51,7 +57,7 @@ class TextClassifier(TaskModule):
                                    **self.pretraining_hparams(), **self.class_path_hparam()})
         self.network_config = network
         self.labels = list(info.labels)
-        self.model_config = ClassifyConfig(network, info.vocab_size, len(self.labels))
+        self.model_config = self.config_type(network, info.vocab_size, len(self.labels))
         self.net = self.spec.build_net(self.model_config, self.labels)
         # Running accuracy over each training epoch (dropout on), as Keras reports it.
         self.train_acc = MulticlassAccuracy(len(self.labels), average="micro")

@@ -1,4 +1,4 @@
-"""Language modelling: a thin LightningModule around the lm spec's network (``LanguageModelNet``).
+"""Language modelling: a thin LightningModule around the lm spec's network (``LMNet``).
 
 Training reads the stream's windows in order and carries the recurrent state from one window to the next,
 detached (truncated back-propagation through time); the state restarts at each epoch. Logged: ``train_loss``
@@ -19,13 +19,13 @@ from toolkit.config import config_from_dict, config_to_dict
 from toolkit.data.lm import LMDataInfo
 from toolkit.data.lm_text import direction_checked
 from toolkit.metrics import perplexity_scores
-from toolkit.nn.lm import LanguageModelConfig
+from toolkit.nn.lm import LMNetConfig
 from toolkit.specs.lm import LMConfig
 from toolkit.tasks.base import OptimizerConfig, TaskModule
 from toolkit.tasks.finetune import InitFrom
 
 
-class LanguageModel(TaskModule):
+class LMModule(TaskModule):
     """Trains a recurrent language model (cross-entropy over the next token, carried state).
 
     Args:
@@ -39,9 +39,9 @@ class LanguageModel(TaskModule):
     monitor = "val_ppl"
     monitor_mode = "min"
 
-    def __init__(self, network: LanguageModelConfig | None = None, optimizer: OptimizerConfig | None = None,
+    def __init__(self, network: LMNetConfig | None = None, optimizer: OptimizerConfig | None = None,
                  data_info: LMDataInfo | dict | None = None, init_from: InitFrom | None = None) -> None:
-        network = config_from_dict(LanguageModelConfig, network or LanguageModelConfig(), "model.network")
+        network = config_from_dict(LMNetConfig, network or LMNetConfig(), "model.network")
         optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
         super().__init__(optimizer, init_from)
         info = LMDataInfo.of(data_info)

@@ -1,4 +1,4 @@
-"""Sequence tagging (NER): a thin LightningModule around :class:`~toolkit.nn.tagger.SequenceTaggerNet`."""
+"""Sequence tagging (NER): a thin LightningModule around :class:`~toolkit.nn.tagger.TagNet`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from toolkit.data.tag import TagDataInfo
 from toolkit.data.tag_features import TaggingFeaturizer
 from toolkit.data.tagschemes import convert
 from toolkit.metrics import entity_scores
-from toolkit.nn.tagger import TaggerConfig
+from toolkit.nn.tagger import TagNetConfig
 from toolkit.progress import progress
 from toolkit.specs.lm import reuse_language_model
 from toolkit.specs.tag import TagConfig
@@ -23,7 +23,7 @@ from toolkit.tasks.finetune import FineTuneConfig, InitFrom
 log = logging.getLogger(__name__)
 
 
-class SequenceTagger(TaskModule):
+class TagModule(TaskModule):
     """Trains a BiLSTM-CRF (or softmax) tagger; validation reports seqeval entity F1 in the data's scheme.
 
     Args:
@@ -40,10 +40,10 @@ class SequenceTagger(TaskModule):
     task = "tag"
     monitor = "val_f1"
 
-    def __init__(self, network: TaggerConfig | None = None, optimizer: OptimizerConfig | None = None,
+    def __init__(self, network: TagNetConfig | None = None, optimizer: OptimizerConfig | None = None,
                  data_info: TagDataInfo | dict | None = None, init_from: InitFrom | None = None,
                  finetune: FineTuneConfig | None = None) -> None:
-        network = config_from_dict(TaggerConfig, network or TaggerConfig(), "model.network")
+        network = config_from_dict(TagNetConfig, network or TagNetConfig(), "model.network")
         optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
         super().__init__(optimizer, init_from, finetune)
         info = TagDataInfo.of(data_info)

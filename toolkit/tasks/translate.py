@@ -1,4 +1,4 @@
-"""Translation: a thin LightningModule around :class:`~toolkit.nn.seq2seq.Seq2SeqNet`.
+"""Translation: a thin LightningModule around :class:`~toolkit.nn.seq2seq.TranslateNet`.
 
 Training: teacher forcing with label-smoothed cross-entropy over the real target tokens (the output
 softmax is computed only at non-padding positions). Logged: ``train_loss``, ``train_ppl`` (perplexity
@@ -18,7 +18,7 @@ from toolkit.config import config_from_dict, config_to_dict
 from toolkit.data.translate import TranslateDataInfo
 from toolkit.metrics import translation_scores
 from toolkit.nn.beam import DecodingConfig
-from toolkit.nn.seq2seq import Seq2SeqConfig
+from toolkit.nn.seq2seq import TranslateNetConfig
 from toolkit.specs.translate import SpecialIds, TranslateConfig
 from toolkit.tasks.base import OptimizerConfig, TaskModule
 
@@ -37,7 +37,7 @@ def smoothed_nll(log_probs: torch.Tensor, target: torch.Tensor, smoothing: float
     return ((1.0 - smoothing) * nll + smoothing * uniform).sum(), nll.sum()
 
 
-class Translator(TaskModule):
+class TranslateModule(TaskModule):
     """Trains an attentional encoder–decoder (AdamW with warm-up and decay, label smoothing).
 
     Args:
@@ -57,14 +57,14 @@ class Translator(TaskModule):
 
     def __init__(
         self,
-        network: Seq2SeqConfig | None = None,
+        network: TranslateNetConfig | None = None,
         optimizer: OptimizerConfig | None = None,
         data_info: TranslateDataInfo | dict | None = None,
         label_smoothing: float = 0.1,
         decoding: DecodingConfig | None = None,
         val_bleu: bool = True,
     ) -> None:
-        network = config_from_dict(Seq2SeqConfig, network or Seq2SeqConfig(), "model.network")
+        network = config_from_dict(TranslateNetConfig, network or TranslateNetConfig(), "model.network")
         optimizer = config_from_dict(OptimizerConfig, optimizer or OptimizerConfig(), "model.optimizer")
         decoding = config_from_dict(DecodingConfig, decoding or DecodingConfig(), "model.decoding")
         super().__init__(optimizer)
