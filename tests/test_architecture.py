@@ -232,3 +232,9 @@ def test_the_comparison_finder_sees_what_it_must(tmp_path):
         assert len(task_name_comparisons("tests.probe")) == 2
     finally:
         del MODULES["tests.probe"]
+
+
+@pytest.mark.parametrize("name", ["toolkit.artifact", "toolkit.meta"])
+def test_the_artifact_layer_owns_meta_json_and_never_reaches_the_specs(name):
+    ours, _ = reachable(name)
+    assert not [m for m in ours if layer(m) in ("toolkit.specs", "toolkit.nn", "toolkit.tasks", "toolkit.predict")]

@@ -16,7 +16,9 @@ def __getattr__(name: str) -> Any:
     for entry in TASKS.values():
         if entry.data.rpartition(":")[2] == name:
             return load_piece(entry.data)
-    raise AttributeError(f"module 'toolkit.data' has no attribute {name!r}")
+    names = ", ".join(entry.data.rpartition(":")[2] for entry in TASKS.values())
+    raise AttributeError(f"module 'toolkit.data' has no attribute {name!r}; the task DataModules are {names} "
+                         "(renamed on 2026-12-06: see the README)")
 
 
 def __dir__() -> list[str]:

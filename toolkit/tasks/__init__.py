@@ -21,7 +21,9 @@ def __getattr__(name: str) -> Any:
     for entry in TASKS.values():
         if entry.module.rpartition(":")[2] == name:
             return load_piece(entry.module)
-    raise AttributeError(f"module 'toolkit.tasks' has no attribute {name!r}")
+    names = ", ".join(entry.module.rpartition(":")[2] for entry in TASKS.values())
+    raise AttributeError(f"module 'toolkit.tasks' has no attribute {name!r}; the task modules are {names} "
+                         "(renamed on 2026-12-06: see the README)")
 
 
 __all__ = ["OptimizerConfig", "TaskModule", "task_class"]
