@@ -112,7 +112,7 @@ class LabelJob:
         errors: list[bytes] = []
         items = [self._screen(item) for item in window.items]
         if self.kind == "conll":
-            results = iter(self._tag([item for item in items if isinstance(item, Sentence)]))
+            results = iter(self._tag(items))
         else:
             results = iter(self._predict([item.text for item in items if isinstance(item, Text)]))
         for item in items:
@@ -165,8 +165,17 @@ class LabelJob:
                         results.append(str(error))
                 return results
 
-    def _tag(self, sentences: list[Sentence]) -> Sequence[Any]:
-        return self.predictor.tag_tokens([s.tokens for s in sentences], self.batch_size) if sentences else []
+    def _tag(self, items: list[Item]) -> Sequence[Any]:
+        """Tags of the window's sentences; each sentence's document is counted from the window's ``-DOCSTART-``
+        lines (a tagger with document context reads its neighbours in it)."""
+        sentences, documents, document = [], [], 0
+        for item in items:
+            if isinstance(item, DocStart):
+                document += 1
+            elif isinstance(item, Sentence):
+                sentences.append(item.tokens)
+                documents.append(document)
+        return self.predictor.tag_tokens(sentences, self.batch_size, documents=documents) if sentences else []
 
 
 def _version(package: str) -> str | None:

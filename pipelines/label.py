@@ -84,7 +84,8 @@ def label_file(model_dir: str | Path, input_path: str | Path, output_path: str |
     predictor = Predictor.load(model_dir, device="cpu" if parallel else device, num_threads=num_threads,
                                quantize=quantize, max_chars=max_chars, truncate=truncate, backend=backend)
     # A line may hold a text of max_chars characters, each up to 12 bytes as JSON (a \uXXXX\uXXXX pair).
-    reader = InputReader(source, text_field, window, max(MAX_LINE_BYTES, 12 * predictor.max_chars))
+    reader = InputReader(source, text_field, window, max(MAX_LINE_BYTES, 12 * predictor.max_chars),
+                         whole_documents=bool(getattr(predictor, "context_tokens", 0)))
     job = LabelJob.create(predictor, source, output, batch_size, backend=backend, quantize=quantize,
                           text_field=text_field)
     if parallel:

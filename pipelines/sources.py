@@ -42,6 +42,8 @@ HASH_BLOCK = 1 << 20
 BOM = "\ufeff"
 WINDOW_BYTES = 32 << 20
 """A window ends early once it holds this much input (a window of 4,096 lines of 100 kB each would be 400 MB)."""
+DOCUMENT_WINDOWS = 8
+"""With ``whole_documents``, a window holds at most this many windows' worth of sentences."""
 MAX_LINE_BYTES = 8 << 20
 """Default longest line read; longer ones become errors-file records (configurable per reader)."""
 
@@ -209,10 +211,14 @@ class InputReader:
         text_field: the .jsonl field holding the text.
         window_size: lines (.txt/.jsonl) or sentences (CoNLL) per window.
         max_line_bytes: longest line read (bytes, newline excluded); a longer line becomes a :class:`Bad` record.
+        whole_documents: CoNLL only, for taggers with document context: a window that has its ``window_size``
+            sentences goes on to the end of the document (its next ``-DOCSTART-`` line), so every sentence is
+            read beside its neighbours; a document past ``DOCUMENT_WINDOWS`` windows' worth of sentences (or
+            the byte limit) is cut there, and the sentences at the cut see context on one side only.
     """
 
     def __init__(self, path: str | Path, text_field: str = "text", window_size: int = 4096,
-                 max_line_bytes: int = MAX_LINE_BYTES) -> None:
+                 max_line_bytes: int = MAX_LINE_BYTES, whole_documents: bool = False) -> None:
         if window_size < 1:
             raise ValueError(f"window_size must be at least 1, got {window_size}")
         self.path = Path(path)
@@ -220,6 +226,7 @@ class InputReader:
         self.text_field = text_field
         self.window_size = window_size
         self.max_line_bytes = max_line_bytes
+        self.whole_documents = whole_documents and self.kind == "conll"
 
     def _items(self, number: int, raw: bytes | None, conll: SentenceGrouper) -> tuple[Sequence[Item], int]:
         """Items completed by one line (None: a line over the length limit), and how many window units it completes."""
@@ -290,6 +297,16 @@ class InputReader:
                 size += len(raw)
             yield None, size
 
+    def _window_ends(self, units: int, completed: int, size: int, items: Sequence[Item]) -> bool:
+        """Whether the window ends after this line (which completed ``items``): it depends only on the bytes since
+        the window's start, so every pass cuts the input alike."""
+        if completed and size >= WINDOW_BYTES:
+            return True
+        if not self.whole_documents:
+            return units >= self.window_size
+        at_document_start = bool(items) and isinstance(items[-1], DocStart)
+        return (units >= self.window_size and at_document_start) or units >= DOCUMENT_WINDOWS * self.window_size
+
     def _scan(self, handle, start: Position, digest, keep: Callable[[int], bool]) -> Iterator[Window]:
         window = Window(start, start)
         offset, number, units, size = start.offset, start.line, 0, 0
@@ -302,7 +319,7 @@ class InputReader:
                 items, completed = self._items(number, raw, conll)
                 window.items.extend(items)
                 units += completed
-                if units >= self.window_size or (completed and size >= WINDOW_BYTES):
+                if self._window_ends(units, completed, size, items):
                     window.end = Position(window.index + 1, offset, number)
                     window.digest = digest.hexdigest()
                     if keep(window.index):

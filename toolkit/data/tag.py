@@ -15,7 +15,13 @@ from toolkit.data.datamodule import BucketedDataModule
 from toolkit.data.export import DataExport, DataInfo
 from toolkit.data.lm import LMDirectory, LMReference, open_lm_directory
 from toolkit.data.readers import file_sha256
-from toolkit.data.tag_features import FeatureSettings, TaggingFeaturizer, lm_vocab_file, resolve_transformer
+from toolkit.data.tag_features import (
+    FeatureSettings,
+    TaggingFeaturizer,
+    document_contexts,
+    lm_vocab_file,
+    resolve_transformer,
+)
 from toolkit.data.tagschemes import SCHEMES, convert, detect_scheme, split_tag, tag_set
 from toolkit.data.vocab import Vocab
 from toolkit.errors import ConfigError, DataError
@@ -130,6 +136,11 @@ class TagData(BucketedDataModule):
         lm_forward: a forward language-model directory (``bilstm fit`` of an ``lm`` config) whose frozen states
             join the word features (TagLM); the model copies its weights, the words are looked up in its vocabulary.
         lm_backward: the same for a backward language model.
+        context_tokens: document context for the transformer features (FLERT, Schweter & Akbik 2020) and the LM
+            features: each sentence is read between up to this many tokens of its neighbours in the same
+            document (a ``-DOCSTART-`` line starts one; the forward LM reads those before it, the backward LM
+            those after it), and keeps only its own tokens' vectors; 0 reads every sentence alone. The
+            Predictor, `evaluate` and `bilstm label` read the same window (meta.json ``tokenizer``).
         batch_size: training sentences per batch.
         eval_batch_size: validation/test sentences per batch.
         num_workers: DataLoader workers.
@@ -155,6 +166,7 @@ class TagData(BucketedDataModule):
         transformer: str | None = None,
         lm_forward: str | None = None,
         lm_backward: str | None = None,
+        context_tokens: int = 0,
         batch_size: int = 32,
         eval_batch_size: int = 128,
         num_workers: int = 0,
@@ -164,6 +176,12 @@ class TagData(BucketedDataModule):
         self.save_hyperparameters()
         if scheme not in (*SCHEMES, "auto") or train_scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {(*SCHEMES, 'auto')} and train_scheme one of {SCHEMES}")
+        if not isinstance(context_tokens, int) or context_tokens < 0:
+            raise ConfigError(f"data.context_tokens must be a whole number ≥ 0, got {context_tokens!r}")
+        if context_tokens and not (transformer or lm_forward or lm_backward):
+            raise ConfigError("data.context_tokens reads document context into transformer or LM features, and "
+                              "neither data.transformer nor data.lm_forward/lm_backward is set; set one, or "
+                              "context_tokens: 0")
         self.format = ColumnFormat(token_column, tag_column)
         self.featurizer: TaggingFeaturizer | None = None
         self.tags: list[str] = []
@@ -190,7 +208,7 @@ class TagData(BucketedDataModule):
         transformer = resolve_transformer(hp.transformer) if hp.transformer else None
         self.lm_directories, lm_lowercase = open_language_models(self.language_models)
         settings = FeatureSettings(lowercase_words=hp.lowercase_words, lm_directions=list(self.lm_directories),
-                                   lm_lowercase=lm_lowercase)
+                                   lm_lowercase=lm_lowercase, context_tokens=hp.context_tokens)
         self.featurizer = TaggingFeaturizer(words, chars, settings, transformer,
                                             {direction: lm.vocab for direction, lm in self.lm_directories.items()})
         self.datasets["train"] = self._encode(train, hp.train_file)
@@ -210,7 +228,10 @@ class TagData(BucketedDataModule):
                 raise DataError(path, f"entity type of {unknown[0]!r} does not occur in the training data",
                                 sentence.first_line, hint="every tag type must be seen in training")
             tag_ids.append([index[tag] for tag in converted])
-        return TaggedDataset(self.featurizer.encode_many([sentence.tokens for sentence in sentences]), tag_ids)
+        tokens = [sentence.tokens for sentence in sentences]
+        contexts = document_contexts(tokens, [sentence.document for sentence in sentences],
+                                     self.hparams.context_tokens)
+        return TaggedDataset(self.featurizer.encode_many(tokens, contexts), tag_ids)
 
     @property
     def language_models(self) -> dict[str, str]:

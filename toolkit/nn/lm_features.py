@@ -60,9 +60,15 @@ class LanguageModelFeatures(nn.Module):
         own = {name: tensor for name, tensor in lm_state.items() if name.startswith(("embed.", "encoder."))}
         self.load_state_dict(own, strict=True)
 
-    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        """``ids [B, T]`` (right-padded), ``lengths [B]`` → ``[B, T, output_size]`` (zeros at padding): per word
-        its word vector (``with_embeddings``) and the LM's top-layer state after reading it."""
+    def forward(self, ids: Tensor, lengths: Tensor, offsets: Tensor | None = None,
+                sentence_lengths: Tensor | None = None) -> Tensor:
+        """``ids [B, L]`` (right-padded), ``lengths [B]`` → ``[B, T, output_size]`` (zeros at padding): per word
+        its word vector (``with_embeddings``) and the LM's top-layer state after reading it.
+
+        With document context the ids hold more than the sentence (a forward LM reads the tokens before it, a
+        backward one those after it): ``offsets [B]`` is where each sentence starts among its ids and
+        ``sentence_lengths [B]`` its length, and only the sentence's words are returned (``T`` = the longest).
+        """
         if self.direction == "backward":
             ids = reverse_padded(ids, lengths)
         start = torch.full((ids.size(0), 1), EOS_ID, dtype=ids.dtype, device=ids.device)
@@ -73,5 +79,11 @@ class LanguageModelFeatures(nn.Module):
                 states = torch.cat([embedded[:, 1:], states], dim=-1)
         if self.direction == "backward":
             states = reverse_padded(states, lengths)
-        mask = torch.arange(ids.size(1), device=ids.device).unsqueeze(0) < lengths.to(ids.device).unsqueeze(1)
+        if offsets is not None:  # the sentence's own positions, [B, T]
+            sentence_lengths = sentence_lengths.to(ids.device)
+            steps = torch.arange(int(sentence_lengths.max()), device=ids.device).unsqueeze(0)
+            index = (offsets.to(ids.device).unsqueeze(1) + steps).clamp(max=states.size(1) - 1)
+            states = states.gather(1, index.unsqueeze(-1).expand(-1, -1, states.size(-1)))
+            lengths = sentence_lengths
+        mask = torch.arange(states.size(1), device=ids.device).unsqueeze(0) < lengths.to(ids.device).unsqueeze(1)
         return states * mask.unsqueeze(-1).to(states.dtype)

@@ -109,9 +109,18 @@ class TagNet(nn.Module):
             self.crf.requires_grad_(False)  # transitions stay 0: decoding only applies the constraints
 
     def lm_features(self, batch: dict[str, Tensor]) -> Tensor:
-        """The frozen LMs' states ``[B, T, sum of their sizes]`` for ``lm_forward``/``lm_backward`` ids ``[B, T]``."""
-        return torch.cat([getattr(self, f"lm_{direction}")(batch[f"lm_{direction}"], batch["lengths"])
-                          for direction in self.lm_directions], dim=-1)
+        """The frozen LMs' states ``[B, T, sum of their sizes]`` for ``lm_forward``/``lm_backward`` ids ``[B, T]``
+        (with document context ``[B, L]`` ids, their ``lm_<direction>_lengths`` and ``_offsets``: see
+        :meth:`LanguageModelFeatures.forward`)."""
+        parts = []
+        for direction in self.lm_directions:
+            key = f"lm_{direction}"
+            if f"{key}_offsets" in batch:
+                parts.append(getattr(self, key)(batch[key], batch[f"{key}_lengths"], batch[f"{key}_offsets"],
+                                                batch["lengths"]))
+            else:
+                parts.append(getattr(self, key)(batch[key], batch["lengths"]))
+        return torch.cat(parts, dim=-1)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Tag scores ``[B, T, num_tags]`` from the tensors of :meth:`TaggingFeaturizer.collate`."""

@@ -11,7 +11,7 @@ import torch
 
 from toolkit.data.batching import sorted_batches
 from toolkit.data.conll import ColumnFormat, read_conll
-from toolkit.data.tag_features import TaggingFeaturizer
+from toolkit.data.tag_features import Context, TaggingFeaturizer, document_contexts
 from toolkit.data.tagschemes import convert, detect_scheme, spans_from_tags, split_tag
 from toolkit.data.textrules import SURROGATE, excerpt, text_problem
 from toolkit.data.tokenize import Tokenizer, TokenizerSettings
@@ -122,11 +122,20 @@ class TagPredictor(TaskPredictor):
     def entity_types(self) -> list[str]:
         return sorted({tag[2:] for tag in self.tags if tag != "O"})
 
+    @property
+    def context_tokens(self) -> int:
+        """The document-context window the model was trained with (0: none; meta.json ``tokenizer``)."""
+        return self.featurizer.settings.context_tokens
+
     def tag_tokens(self, sentences: Sequence[Sequence[str]], batch_size: int = 32,
-                   with_confidence: bool = True) -> list[TaggedTokens]:
+                   with_confidence: bool = True, contexts: Sequence[Context] | None = None,
+                   documents: Sequence[int] | None = None) -> list[TaggedTokens]:
         """Tag pre-tokenised sentences; tags come back in the training data's scheme (e.g. IOB1 for CoNLL).
 
         ``with_confidence=False`` skips the CRF forward–backward pass (span confidences are then NaN).
+        A model trained with document context (``context_tokens`` > 0) reads each sentence between the tokens of
+        ``contexts`` (``(before, after)`` per sentence), or, given ``documents`` (each sentence's document
+        number), between its neighbours here in the same document; with neither, every sentence alone.
         A sentence longer than ``max_chars`` (its tokens joined by spaces) is refused, or with ``truncate``
         tagged up to the limit (the rest ``O``, ``truncated`` set).
 
@@ -142,15 +151,29 @@ class TagPredictor(TaskPredictor):
                 read.append(tokens[: self._tokens_read(tokens)])
             except ValueError as error:
                 raise InputError(f"sentence {position} {error}") from None
-        return self._tag(read, [len(tokens) for tokens in sentences], batch_size, with_confidence)
+        if contexts is None and documents is not None and self.context_tokens:
+            contexts = document_contexts(read, documents, self.context_tokens)
+        if contexts is not None:
+            contexts = [_context(pair, position) for position, pair in enumerate(contexts)]
+            if len(contexts) != len(read):
+                raise InputError(f"{len(read)} sentences but {len(contexts)} contexts: give one (before, after) "
+                                 "pair of token lists per sentence")
+        return self._tag(read, [len(tokens) for tokens in sentences], batch_size, with_confidence, contexts)
 
     @torch.inference_mode()
     def _tag(self, read: list[list[str]], sentence_lengths: list[int], batch_size: int,
-             with_confidence: bool) -> list[TaggedTokens]:
+             with_confidence: bool, contexts: list[Context] | None = None) -> list[TaggedTokens]:
         """Tag the tokens ``read`` of each sentence; ``sentence_lengths`` count the whole sentences' tokens
         (those past the ones read are tagged ``O``)."""
         results: list[TaggedTokens | None] = [None] * len(read)
-        for indices, encoded in prefetched_windows(read, self.featurizer.encode_many, max(256, 4 * batch_size),
+        if contexts is None or not self.context_tokens:
+            inputs, encode = read, self.featurizer.encode_many
+        else:  # each sentence travels with its context through the prefetching windows
+            inputs = [_InContext(tokens, context) for tokens, context in zip(read, contexts, strict=True)]
+
+            def encode(sentences: list[_InContext]) -> list[dict]:
+                return self.featurizer.encode_many(sentences, [sentence.context for sentence in sentences])
+        for indices, encoded in prefetched_windows(inputs, encode, max(256, 4 * batch_size),
                                                    max_size=SENTENCE_WINDOW_TOKENS):
             lengths = [len(item["words"]) for item in encoded]
             for positions, batch_indices in sorted_batches(indices, lengths, batch_size,
@@ -263,7 +286,28 @@ class TagPredictor(TaskPredictor):
             problem = self.tokens_problem(sentence.tokens)
             if problem is not None:
                 raise DataError(data_file, problem, sentence.first_line)
-        predicted = self.tag_tokens([sentence.tokens for sentence in sentences], batch_size, with_confidence=False)
+        predicted = self.tag_tokens([sentence.tokens for sentence in sentences], batch_size, with_confidence=False,
+                                    documents=[sentence.document for sentence in sentences])
         gold = [sentence.tags for sentence in sentences]
         return {**entity_scores(gold, [p.tags for p in predicted], self.input_scheme), "sentences": len(sentences),
                 "scheme": self.input_scheme}
+
+
+class _InContext(list):
+    """A sentence's tokens with its document context attached (its ``len`` stays its token count, which the
+    prefetching windows sort and size by)."""
+
+    def __init__(self, tokens: list[str], context: Context) -> None:
+        super().__init__(tokens)
+        self.context = context
+
+
+def _context(pair: Any, position: int) -> Context:
+    """A caller's ``(before, after)`` token lists, checked (strings only: they reach the subword tokenizer)."""
+    if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+        raise InputError(f"context {position} must be a (before, after) pair of token lists")
+    for side in pair:
+        if isinstance(side, str) or not isinstance(side, Sequence) or not all(
+                isinstance(token, str) and token and not SURROGATE.search(token) for token in side):
+            raise InputError(f"context {position} must hold lists of non-empty tokens (str, no lone surrogates)")
+    return list(pair[0]), list(pair[1])

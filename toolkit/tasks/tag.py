@@ -89,7 +89,10 @@ class TagModule(TaskModule):
             keys = [key for key in wanted if dataset is not None and key not in dataset.items[0]]
             if not keys:
                 continue
-            order = sorted(range(len(dataset.items)), key=lambda i: dataset.lengths[i])
+            # By what the extractors read (subwords, with document context far more than the sentence's
+            # tokens): a batch of like lengths pads least.
+            order = sorted(range(len(dataset.items)), key=lambda i: len(dataset.items[i].get("subwords", ()))
+                           or dataset.lengths[i])
             with torch.inference_mode():
                 starts = range(0, len(order), 64)
                 for start in progress(starts, f"frozen features ({split})", len(starts), "batches"):
