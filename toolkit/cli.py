@@ -7,6 +7,7 @@
     bilstm serve MODEL_DIR [MODEL_DIR ...] --port P                   BentoML HTTP service
     bilstm generate LM_DIR --prompt "..." [--max-tokens N ...]        sample text from a language model
     bilstm export MODEL_DIR --onnx [--int8]                           add model.onnx (ONNX Runtime backend)
+    bilstm ensemble DIR1 DIR2 [...] --out DIR [--force]               one model directory averaging several
     bilstm report [model] MODEL_DIR DATA_FILE --out DIR               HTML report of a model on a labelled file
     bilstm report run RUN_DIR --out DIR                               HTML learning curves of a training run
 
@@ -31,6 +32,7 @@ COMMANDS = {
     "serve": ("serving.cli", "serve model directories over HTTP with BentoML"),
     "generate": ("toolkit.generate", "sample text from a language model directory"),
     "export": ("toolkit.onnx_export", "add an ONNX Runtime copy (and int8) of a model to its directory"),
+    "ensemble": ("toolkit.ensemble", "one model directory whose network averages several models of one task"),
     "report": ("toolkit.report.cli", "HTML reports: a model on a labelled file, or a training run's curves"),
 }
 

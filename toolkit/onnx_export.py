@@ -13,7 +13,9 @@ ids, lengths → logits), the tagger (words, casing, character CNN, lengths → 
 in torch) and the language model (ids, lengths, recurrent state → log-probabilities and the new state: scoring and
 corpus perplexity run it over whole texts and windows, sampling one token at a time with the state carried).
 Taggers with transformer features or a character BiLSTM, and the other cells, run on torch; asking for them is a
-clear error. The translator's two graphs (encoder, one decoder step) are toolkit/onnx_seq2seq.py's.
+clear error. The translator's two graphs (encoder, one decoder step) are toolkit/onnx_seq2seq.py's. An ensemble
+(`bilstm ensemble`) of classifiers or taggers exports as one network (every member's cell checked); one of language
+models does not.
 """
 
 from __future__ import annotations
@@ -167,8 +169,9 @@ def exported_tasks() -> list[str]:
 
 
 def _check_exportable(predictor: Any) -> None:
-    """Refuse, before any work, what does not export: the task, the cell, the padding, or what the task's predictor
-    says it cannot export (``onnx_refusal``: a tagger's transformer or LM features, say)."""
+    """Refuse, before any work, what does not export: the task, the cell, the padding (of every member of an
+    ensemble), what the task's predictor says it cannot export (``onnx_refusal``: a tagger's transformer or LM
+    features, say), or an ensemble network that does not export (its ``onnx_refusal``)."""
     from toolkit.nn.encoder import FUSED_CELLS
     from toolkit.registry import TASKS, load_piece
 
@@ -176,15 +179,30 @@ def _check_exportable(predictor: Any) -> None:
     if entry.onnx_export is None:
         raise ConfigError(f"ONNX export covers {', '.join(exported_tasks())} models for now, not {predictor.task!r}: "
                           "this model runs on the torch backend")
-    encoder = getattr(predictor.config.network, "encoder", None)  # a network without a recurrent encoder: no cell
-    if encoder is not None and encoder.cell not in FUSED_CELLS:
-        raise ConfigError(f"ONNX export covers the fused cells ({', '.join(FUSED_CELLS)}), not {encoder.cell!r}: "
-                          "this model runs on the torch backend (docs/cells.md)")
-    if encoder is not None and encoder.padding == "packed":
-        raise ConfigError("ONNX export needs encoder.padding 'reverse' (the default); packed sequences do not export")
-    refusal = load_piece(entry.predictor).onnx_refusal(predictor)
+    for config in _network_configs(predictor):
+        encoder = getattr(config.network, "encoder", None)  # a network without a recurrent encoder: no cell
+        if encoder is not None and encoder.cell not in FUSED_CELLS:
+            raise ConfigError(f"ONNX export covers the fused cells ({', '.join(FUSED_CELLS)}), not {encoder.cell!r}: "
+                              "this model runs on the torch backend (docs/cells.md)")
+        if encoder is not None and encoder.padding == "packed":
+            raise ConfigError("ONNX export needs encoder.padding 'reverse' (the default); packed sequences do not "
+                              "export")
+    refusal = load_piece(entry.predictor).onnx_refusal(predictor) or getattr(getattr(predictor, "net", None),
+                                                                             "onnx_refusal", None)
     if refusal is not None:
         raise ConfigError(f"{refusal}: this model runs on the torch backend")
+
+
+def _network_configs(predictor: Any) -> list[Any]:
+    """The config of each network the predictor runs: its own, or each member's of an ensemble (`bilstm ensemble`),
+    whose own config is only what its members share."""
+    from toolkit.specs import spec_for
+    from toolkit.specs.base import is_ensemble
+
+    meta = getattr(predictor, "meta", None)
+    if meta is None or not is_ensemble(meta):
+        return [predictor.config]
+    return spec_for(predictor.task).member_configs(meta, predictor.model_dir.path)
 
 
 def export_onnx(model_dir: str | Path, int8: bool = False) -> dict[str, Any]:

@@ -62,6 +62,10 @@ class TaskEntry:
     generation: str | None = None
     """A dataclass of sampling settings (``toolkit.predict.lm:Sampling``): the task also samples text, which gives
     it ``POST /generate``, `bilstm generate` and the service's generation worker."""
+    ensemble: str | None = None
+    """The network that averages trained models of the task (``toolkit.nn.ensemble``), called with the members'
+    networks: `bilstm ensemble` writes one model directory of it, which the spec rebuilds from meta.json
+    (``model_config.ensemble``) and every reader of a model directory uses as one model. None: not ensembled."""
 
 
 TASKS: dict[str, TaskEntry] = {
@@ -71,13 +75,14 @@ TASKS: dict[str, TaskEntry] = {
         result="toolkit.predict.classify:ClassPrediction", report="toolkit.report.classify:build",
         input_kind="text", spacy_factory="bilstm_textcat",
         spacy_component="toolkit.spacy_component:ClassifyComponent", route="classify",
-        bento_name="bilstm-textcat", onnx_export="toolkit.onnx_export:export_classifier"),
+        bento_name="bilstm-textcat", onnx_export="toolkit.onnx_export:export_classifier",
+        ensemble="toolkit.nn.ensemble:ClassifyEnsemble"),
     "tag": TaskEntry(
         spec="toolkit.specs.tag:SPEC", data="toolkit.data.tag:TagData", module="toolkit.tasks.tag:TagModule",
         predictor="toolkit.predict.tag:TagPredictor", result="toolkit.predict.tag:TagPrediction",
         report="toolkit.report.tag:build", input_kind="tokens", spacy_factory="bilstm_ner",
         spacy_component="toolkit.spacy_component:TagComponent", route="tag", bento_name="bilstm-ner",
-        onnx_export="toolkit.onnx_export:export_tagger"),
+        onnx_export="toolkit.onnx_export:export_tagger", ensemble="toolkit.nn.ensemble:TagEnsemble"),
     "translate": TaskEntry(
         spec="toolkit.specs.translate:SPEC", data="toolkit.data.translate:TranslateData",
         module="toolkit.tasks.translate:TranslateModule", predictor="toolkit.predict.translate:TranslatePredictor",
@@ -91,7 +96,7 @@ TASKS: dict[str, TaskEntry] = {
         report="toolkit.report.lm:build",
         input_kind="text", spacy_factory="bilstm_lm", spacy_component="toolkit.spacy_component:LMComponent",
         route="score", bento_name="bilstm-lm", onnx_export="toolkit.onnx_export:export_language_model",
-        generation="toolkit.predict.lm:Sampling"),
+        generation="toolkit.predict.lm:Sampling", ensemble="toolkit.nn.ensemble:LMEnsemble"),
 }
 
 

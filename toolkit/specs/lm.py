@@ -16,7 +16,7 @@ from toolkit.data.lm_text import LMTokenizer, direction_checked
 from toolkit.data.vocab import LM_SPECIALS, Vocab
 from toolkit.errors import ConfigError, ModelDirError
 from toolkit.nn.lm import LMNet, LMNetConfig
-from toolkit.specs.base import TaskSpec, read_json_side_file
+from toolkit.specs.base import TaskSpec, is_ensemble, read_json_side_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -100,6 +100,9 @@ def reuse_language_model(directory: LMDirectory, direction: str | None = None) -
         ConfigError: naming the setting that gave the directory (``directory.option``) and what to do.
     """
     where = directory.option
+    if is_ensemble(directory.model_dir.meta):  # its weights are several networks': none fits one LM's place
+        raise ConfigError(f"{where}: {directory.path} is an ensemble of language models (`bilstm ensemble`), whose "
+                          "weights do not fit one network; give one of its members")
     try:
         config, _ = SPEC.parse(directory.model_dir.meta, directory.path)
     except ModelDirError as error:

@@ -3,7 +3,8 @@ files of a transformer whose features it reads)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from toolkit.artifact import ModelDir
@@ -13,7 +14,7 @@ from toolkit.data.tagschemes import SCHEMES, allowed_transitions
 from toolkit.data.vocab import Vocab
 from toolkit.errors import ConfigError, ModelDirError
 from toolkit.nn.tagger import TagNet, TagNetConfig
-from toolkit.specs.base import TaskSpec, read_json_side_file
+from toolkit.specs.base import TaskSpec, differs, read_json_side_file
 from toolkit.specs.lm import LMConfig
 
 LM_DIRECTIONS = ("forward", "backward")
@@ -86,6 +87,19 @@ class TagSpec(TaskSpec[TagConfig, FeatureSettings]):
                                  allowed_transitions(tags, config.scheme), transformer_path,
                                  load_transformer_weights=load_transformer_weights, num_casings=len(CASINGS),
                                  language_models=language_models)
+
+    def ensemble_config(self, members: Sequence[TagConfig]) -> TagConfig:
+        """The shared fields (as every task's), one decoder for all (a CRF ensemble averages transitions, a softmax
+        one probabilities: they do not mix), and the character features the most demanding member reads: the
+        predictor featurises characters if any member reads them, and ONNX export sees a character BiLSTM if any
+        member has one. The result describes no network of its own (:meth:`load_net` builds the members')."""
+        first = super().ensemble_config(members)
+        for position, member in enumerate(members[1:], start=2):
+            if member.network.decoder != first.network.decoder:
+                raise differs("decoders (a CRF ensemble averages transition scores, a softmax one probabilities)",
+                              1, position, first.network.decoder, member.network.decoder)
+        chars = next((kind for kind in ("lstm", "cnn") if any(m.network.chars == kind for m in members)), "none")
+        return replace(first, network=replace(first.network, chars=chars))
 
     def read_side_files(self, model_dir: ModelDir, config: TagConfig, tokenizer: FeatureSettings) -> TagFiles:
         """The word and character vocabularies, and the transformer's folder if it has one."""
