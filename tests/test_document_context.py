@@ -110,6 +110,24 @@ def test_training_evaluation_prediction_and_labelling_read_the_same_context(cont
     assert [record["tags"] for record in records] == [result.tags for result in by_document]
 
 
+def test_an_ensemble_of_context_taggers_reads_the_context_and_runs_their_shared_transformer_once(context_model,
+                                                                                                  tmp_path):
+    from toolkit.ensemble import build_ensemble
+    from toolkit.predict import Predictor
+
+    ensemble = Predictor.load(build_ensemble([context_model, context_model], tmp_path / "ensemble"), device="cpu")
+    member = Predictor.load(context_model, device="cpu")
+    assert ensemble.context_tokens == 6
+    sentences = read_conll(SAMPLES / "ner/dev.conll")
+    tokens, documents = [s.tokens for s in sentences], [s.document for s in sentences]
+    mine, theirs = ensemble.tag_tokens(tokens, documents=documents), member.tag_tokens(tokens, documents=documents)
+    assert [r.tags for r in mine] == [r.tags for r in theirs]
+    for ours, its in zip(mine, theirs, strict=True):
+        assert [span[:3] for span in ours.spans] == [span[:3] for span in its.spans]
+        assert all(a[3] == pytest.approx(b[3], abs=1e-5) for a, b in zip(ours.spans, its.spans, strict=True))
+    assert ensemble.net._shared is True  # one frozen transformer, computed once for both members
+
+
 def test_document_context_needs_a_transformer():
     from toolkit.data.tag import TagData
     from toolkit.errors import ConfigError

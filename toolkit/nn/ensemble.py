@@ -74,6 +74,7 @@ class TagEnsemble(_Ensemble):
         if len(decoders) > 1:
             raise ValueError(f"an ensemble's taggers must all decode the same way, got {sorted(decoders)}")
         self.decoder = decoders.pop()
+        self._shared: bool | None = None
 
     @property
     def embed(self) -> nn.Module:
@@ -100,9 +101,25 @@ class TagEnsemble(_Ensemble):
                 getattr(mean, name).copy_(torch.stack([getattr(crf, name) for crf in crfs]).mean(0))
         return mean
 
+    def _frozen_features_shared(self) -> bool:
+        """Whether every member reads the same frozen transformer (same pooling, same weights): members trained
+        from one transformer with other seeds do, and its features are then computed once, not once per member.
+        Decided on the first call, from the loaded weights."""
+        if self._shared is None:
+            transformers = [member.transformer for member in self.members]
+            first = transformers[0]
+            self._shared = first is not None and not first.config.fine_tune and all(
+                other is not None and other.config == first.config and _same_weights(first, other)
+                for other in transformers[1:])
+        return self._shared
+
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Tag scores ``[B, T, num_tags]``: CRF members' mean emission scores; softmax members' log mean
         probabilities (whose log-softmax is themselves)."""
+        if len(self.members) > 1 and "transformer_features" not in batch and self._frozen_features_shared():
+            # A member reads given features as it reads its own (the training-time cache takes the same path).
+            batch = {**batch, "transformer_features": self.members[0].transformer(
+                batch["subwords"], batch["subword_mask"], batch["subword_words"], batch["words"].size(1))}
         scores = [member(batch).float() for member in self.members]
         if self.decoder == "crf":
             return torch.stack(scores).mean(0)
@@ -123,6 +140,15 @@ class TagEnsemble(_Ensemble):
         (one decoding code), run on this ensemble, so with the mean CRF (:attr:`crf`). A softmax ensemble's scores
         are log-probabilities already, which its log-softmax leaves as they are."""
         return TagNet.decode(self, scores, batch, with_marginals)
+
+
+def _same_weights(first: nn.Module, other: nn.Module) -> bool:
+    """Whether two modules hold equal tensors under the same names."""
+    mine, theirs = first.state_dict(), other.state_dict()
+    try:
+        return mine.keys() == theirs.keys() and all(torch.equal(mine[key], theirs[key]) for key in mine)
+    except (RuntimeError, TypeError):  # e.g. quantized layers' packed parameters: not compared, not shared
+        return False
 
 
 def _state_size(member: nn.Module) -> int:
