@@ -189,3 +189,20 @@ def test_the_student_before_its_teacher_gives_one_error_line():
     assert one_error_line(result) == (
         "bilstm: error: invalid setting: data.pseudo_label_model: model directory not found: runs/no_such_teacher; "
         "give a classifier model directory written by `bilstm fit` (run the teacher's config first)")
+
+
+def test_a_smaller_training_split_is_a_seeded_sample_with_every_class(tmp_path):
+    """`max_train_examples` (the smaller-data study the self-training benchmark runs) draws from the whole split, so a
+    file sorted by label (IMDB's is) still gives both classes; the same seed gives the same sample."""
+    rows = [{"text": f"review {i} {'bad' if i < 30 else 'good'}", "label": "neg" if i < 30 else "pos"}
+            for i in range(60)]
+    sorted_file = tmp_path / "sorted.jsonl"
+    sorted_file.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+    def sample(seed: int) -> list[int]:
+        data = ClassifyData(str(sorted_file), dev_fraction=0.1, split_seed=seed, max_train_examples=10)
+        data.setup("fit")
+        return data.datasets["train"].labels
+
+    first = sample(3)
+    assert len(first) == 10 and set(first) == {0, 1} and sample(3) == first

@@ -86,7 +86,9 @@ class ClassifyData(BucketedDataModule):
         batch_size: training batch size.
         eval_batch_size: validation/test batch size.
         num_workers: DataLoader worker processes.
-        max_train_examples: use only the first N training examples after the split (quick experiments).
+        max_train_examples: use only N training examples after the split (quick experiments, smaller-data
+            studies): a sample drawn with ``split_seed``, kept in file order, so a file sorted by label
+            (IMDB's is) still gives every class.
         unlabelled_files: unlabelled texts for self-training: .txt (one text per line) or .jsonl (``text_field``),
             optionally .gz. Needs ``pseudo_label_model``.
         pseudo_label_model: a trained classifier's model directory (the teacher): it labels ``unlabelled_files``
@@ -159,8 +161,10 @@ class ClassifyData(BucketedDataModule):
             if len(train) < 2:
                 raise DataError(hp.train_file, "needs at least 2 records to carve a dev split", hint="give a dev_file")
             train, dev = carve_dev(train, hp.dev_fraction, hp.split_seed)
-        if hp.max_train_examples:
-            train = train[: hp.max_train_examples]
+        if hp.max_train_examples and hp.max_train_examples < len(train):
+            generator = torch.Generator().manual_seed(hp.split_seed)
+            train = [train[i] for i in sorted(torch.randperm(len(train), generator=generator)[
+                : hp.max_train_examples].tolist())]
         self.labels = sorted({example.label for example in train})
         if len(self.labels) < 2:
             raise DataError(hp.train_file, f"has a single label {self.labels}; a classifier needs at least two")
