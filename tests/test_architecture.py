@@ -10,6 +10,8 @@ our modules, and ``load_piece(entry.<field>)``, which imports the modules the ta
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -238,3 +240,30 @@ def test_the_comparison_finder_sees_what_it_must(tmp_path):
 def test_the_artifact_layer_owns_meta_json_and_never_reaches_the_specs(name):
     ours, _ = reachable(name)
     assert not [m for m in ours if layer(m) in ("toolkit.specs", "toolkit.nn", "toolkit.tasks", "toolkit.predict")]
+
+
+RAY_MODULES = {"pipelines.ray_files", "pipelines.ray_label", "pipelines.ray_sources"}
+"""The `[ray]` extra's modules: imported only by `bilstm label --engine ray` (inside its run function)."""
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if n not in RAY_MODULES | {"toolkit.cli",
+                                                                                     "pipelines.label_cli"}))
+def test_nothing_but_the_ray_engine_reaches_ray(name):
+    """Ray is an optional extra: no module of the core, the spaCy component or the service imports it, even lazily
+    (toolkit.cli reaches every subcommand; pipelines.label_cli imports the Ray engine inside `run`)."""
+    ours, external = reachable(name)
+    assert "ray" not in external and not ours & RAY_MODULES, name
+
+
+def test_the_ray_probe_sees_the_lazy_import():
+    assert "pipelines.ray_files" in GRAPH["pipelines.label_cli"][0] and "ray" in reachable("toolkit.cli")[1]
+
+
+def test_importing_the_toolkit_the_spacy_component_and_the_service_leaves_ray_unimported():
+    """At run time too: `import toolkit`, the spaCy component, the service and the whole `bilstm` parser."""
+    code = ("import sys, toolkit, toolkit.spacy_component, serving.service, pipelines.label, toolkit.cli; "
+            "toolkit.cli._parser(); print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -4,6 +4,7 @@
     bilstm validate|test --config ...                                 LightningCLI evaluation loops
     bilstm evaluate MODEL_DIR DATA_FILE                               metrics as one JSON object on stdout
     bilstm label MODEL_DIR INPUT OUTPUT                               batch labelling job
+    bilstm label MODEL_DIR INPUT... OUTPUT_DIR --engine ray           a corpus (files, dirs, globs, s3://) on Ray
     bilstm serve MODEL_DIR [MODEL_DIR ...] --port P                   BentoML HTTP service
     bilstm generate LM_DIR --prompt "..." [--max-tokens N ...]        sample text from a language model
     bilstm export MODEL_DIR --onnx [--int8]                           add model.onnx (ONNX Runtime backend)
@@ -28,7 +29,8 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 # subcommand → (module with configure/run, one-line help)
 COMMANDS = {
     "evaluate": ("toolkit.evaluate", "score a model directory on a labelled file (one JSON object)"),
-    "label": ("pipelines.label_cli", "label a .txt/.jsonl/.conll file into JSONL (or CoNLL for taggers)"),
+    "label": ("pipelines.label_cli", "label a .txt/.jsonl/.conll file into JSONL (or CoNLL for taggers); "
+              "--engine ray: many files or s3:// on a Ray cluster"),
     "serve": ("serving.cli", "serve model directories over HTTP with BentoML"),
     "generate": ("toolkit.generate", "sample text from a language model directory"),
     "export": ("toolkit.onnx_export", "add an ONNX Runtime copy (and int8) of a model to its directory"),
