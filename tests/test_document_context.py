@@ -6,8 +6,8 @@ import json
 import random
 
 import pytest
-from conftest import SAMPLES, run_bilstm
 
+from tests.conftest import SAMPLES, run_bilstm
 from toolkit.data.conll import read_conll
 from toolkit.data.tag_features import FeatureSettings, TaggingFeaturizer, document_contexts
 from toolkit.data.vocab import Vocab
