@@ -33,15 +33,7 @@ PY
 # The dev split both were selected on, as a file (the config carves it from train.jsonl.gz with split_seed 1234), then
 # each model and the ensemble of the two (`bilstm ensemble`: one vocabulary, the gold reviews') scored on it.
 DEVFILE=${TMPDIR:-/tmp}/imdb_dev_split.jsonl
-.venv/bin/python - "$DEVFILE" <<'PY'
-import json, sys
-from toolkit.data.datamodule import carve_dev
-from toolkit.data.readers import read_labelled
-_, dev = carve_dev(read_labelled("../shared/data/imdb/train.jsonl.gz", "text", "label"), 0.1, 1234)
-with open(sys.argv[1], "w", encoding="utf-8") as out:
-    out.writelines(json.dumps({"text": e.text, "label": e.label}) + "\n" for e in dev)
-print(len(dev), "dev reviews")
-PY
+.venv/bin/python benchmarks/imdb_dev_split.py "$DEVFILE"
 .venv/bin/bilstm ensemble runs/imdb_small_teacher/model runs/imdb_small_student/model --out runs/imdb_small_ensemble \
   --force > /dev/null
 for model in runs/imdb_small_teacher/model runs/imdb_small_student/model runs/imdb_small_ensemble; do
