@@ -153,16 +153,18 @@ class TaggingFeaturizer:
             "casing": [casing_id(token) for token in tokens],
         } for tokens in sentences]
         window = self.settings.context_tokens if contexts is not None else 0
-        if window and len(contexts) != len(sentences):
-            raise ValueError(f"{len(sentences)} sentences but {len(contexts)} contexts")
+        clipped: list[tuple[list[str], list[str]]] = []  # each context cut to the window once, for every reader
+        if window:
+            if len(contexts) != len(sentences):
+                raise ValueError(f"{len(sentences)} sentences but {len(contexts)} contexts")
+            clipped = [(list(left)[max(0, len(left) - window):], list(right)[:window]) for left, right in contexts]
         if self.lm_vocabs:  # folded once, looked up in each LM's vocabulary
             fold = str.lower if self.settings.lm_lowercase else str
             for row, (item, tokens) in enumerate(zip(encoded, sentences, strict=True)):
                 words = [fold(token) for token in tokens]
                 left = right = []
                 if window:  # a forward LM reads the context before the sentence, a backward one the context after
-                    left = [fold(token) for token in list(contexts[row][0])[max(0, len(contexts[row][0]) - window):]]
-                    right = [fold(token) for token in list(contexts[row][1])[:window]]
+                    left, right = ([fold(token) for token in side] for side in clipped[row])
                 for direction, vocab in self.lm_vocabs.items():
                     if direction == "forward" and left:
                         item["lm_forward"] = vocab.encode(left + words)
@@ -177,9 +179,8 @@ class TaggingFeaturizer:
                 item["chars"] = [self.chars.encode(token[:limit]) for token in tokens]
         if self.subword_tokenizer is not None and sentences:
             if window:
-                for item, tokens, (left, right) in zip(encoded, sentences, contexts, strict=True):
-                    item["subwords"], item["subword_words"] = self._subwords_in_context(
-                        list(tokens), list(left)[max(0, len(left) - window):], list(right)[:window])
+                for item, tokens, (left, right) in zip(encoded, sentences, clipped, strict=True):
+                    item["subwords"], item["subword_words"] = self._subwords_in_context(list(tokens), left, right)
                 return encoded
             batch = self.subword_tokenizer([list(tokens) for tokens in sentences], is_split_into_words=True,
                                            add_special_tokens=True, truncation=False)
