@@ -17,10 +17,4 @@ OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/bilstm fit --config configs/
   --data.init_args.pseudo_label_max "$PSEUDO" --trainer.max_epochs "$EPOCHS" \
   --trainer.logger.init_args.save_dir runs/textcat_imdb_selftrain > runs/bench/imdb_full_student.log 2>&1
 grep '^{"model_dir"' runs/bench/imdb_full_teacher.log runs/bench/imdb_full_student.log
-DEVFILE=${TMPDIR:-/tmp}/imdb_dev_split.jsonl
-.venv/bin/python benchmarks/imdb_dev_split.py "$DEVFILE"
-.venv/bin/bilstm ensemble runs/textcat_imdb/model runs/textcat_imdb_selftrain/model --out runs/imdb_full_ensemble \
-  --force > /dev/null
-for model in runs/textcat_imdb/model runs/textcat_imdb_selftrain/model runs/imdb_full_ensemble; do
-  echo "$model $(OMP_NUM_THREADS=2 .venv/bin/bilstm evaluate "$model" "$DEVFILE")"
-done | tee runs/bench/imdb_full_scores.txt
+bash benchmarks/imdb_score.sh full runs/textcat_imdb/model runs/textcat_imdb_selftrain/model

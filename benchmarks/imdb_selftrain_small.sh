@@ -30,12 +30,4 @@ import json
 meta = json.load(open("runs/imdb_small_student/model/meta.json"))
 print(json.dumps(meta["training"]["data"].get("pseudo_labels"), indent=1))
 PY
-# The dev split both were selected on, as a file (the config carves it from train.jsonl.gz with split_seed 1234), then
-# each model and the ensemble of the two (`bilstm ensemble`: one vocabulary, the gold reviews') scored on it.
-DEVFILE=${TMPDIR:-/tmp}/imdb_dev_split.jsonl
-.venv/bin/python benchmarks/imdb_dev_split.py "$DEVFILE"
-.venv/bin/bilstm ensemble runs/imdb_small_teacher/model runs/imdb_small_student/model --out runs/imdb_small_ensemble \
-  --force > /dev/null
-for model in runs/imdb_small_teacher/model runs/imdb_small_student/model runs/imdb_small_ensemble; do
-  echo "$model $(OMP_NUM_THREADS=2 .venv/bin/bilstm evaluate "$model" "$DEVFILE")"
-done | tee runs/bench/imdb_small_scores.txt
+bash benchmarks/imdb_score.sh small runs/imdb_small_teacher/model runs/imdb_small_student/model
