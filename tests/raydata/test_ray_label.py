@@ -1,19 +1,14 @@
 """Batch labelling on Ray Data, for real: a local two-node Ray cluster and a local S3-compatible server (moto).
 
-Every result is compared with `bilstm label` (``pipelines.label.label_file``) on the same inputs, for all four tasks:
-the same records, labels and tags equal, scores and perplexities within 1e-6. One cluster serves the whole module
-(starting one takes seconds); the inputs are tiny, so each Ray run costs about the start of its actors (each loads
-the model once). The kill tests kill the driver, then the second node, in the middle of a job.
+Every result is compared with `bilstm label` (``pipelines.label.label_file``) on the same inputs, for all four tasks
+(:mod:`tests.raydata.records`). The inputs are tiny, so each Ray run costs about the start of its actors (each loads
+the model once). The kill tests are in ``test_ray_kill.py``.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,126 +20,23 @@ import pyarrow as pa  # noqa: E402 - after the skip: ray[data] brings it
 import pyarrow.parquet as pq  # noqa: E402
 
 from pipelines.checkpoint import ResumeError  # noqa: E402
-from pipelines.label import label_file  # noqa: E402
 from pipelines.ray_files import label_files  # noqa: E402
 from pipelines.ray_label import label_dataset  # noqa: E402
-from pipelines.ray_sources import Storage, list_inputs  # noqa: E402
-from tests.conftest import BILSTM, ROOT, SAMPLES, copy_with_wrong_hidden_size  # noqa: E402
-from tests.pipelines.test_batch_label import one_torch_thread, sample_texts  # noqa: E402
+from pipelines.ray_sources import list_inputs  # noqa: E402
+from tests.conftest import SAMPLES, copy_with_wrong_hidden_size  # noqa: E402
+from tests.pipelines.test_batch_label import sample_texts  # noqa: E402
+from tests.raydata.records import (  # noqa: E402
+    TOLERANCE,
+    assert_same,
+    close,
+    expected,
+    parquet_records,
+    predictions,
+    read_jsonl,
+    reference,
+)
 from toolkit.cli import main  # noqa: E402
 from toolkit.errors import ConfigError, DataError, ModelDirError  # noqa: E402
-
-TOLERANCE = 1e-6
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """Two Ray nodes of 2 CPUs each on this machine, every address on loopback; shut down after the module."""
-    from ray._private import ray_constants
-    from ray.cluster_utils import Cluster
-
-    with pytest.MonkeyPatch.context() as patch:
-        # Ray's switch for "no multi-machine networking": every node, worker and driver binds 127.0.0.1
-        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        patch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
-        patch.setenv("OMP_NUM_THREADS", "1")
-        # a killed node is declared dead after 2 failed 1 s health checks (Ray's default: 5 of 3 s), so the
-        # node-kill test does not wait 15 s for its actors to be restarted
-        health = {"health_check_period_ms": 1000, "health_check_failure_threshold": 2}
-        nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False,
-                                                              "_system_config": health})
-        try:
-            nodes.add_node(num_cpus=2)
-            nodes.wait_for_nodes()
-            ray.init(address=nodes.address, log_to_driver=False)
-            assert len([node for node in ray.nodes() if node["Alive"]]) == 2
-            yield nodes
-        finally:
-            ray.shutdown()
-            nodes.shutdown()
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """moto's S3 server on 127.0.0.1 (a free port) with one bucket; the standard AWS settings point at it."""
-    moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server._server.server_address
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_REGION": "us-east-1",
-                            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
-            patch.setenv(name, value)
-        storage = Storage.from_env()
-        from pyarrow.fs import S3FileSystem
-
-        S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1", scheme="http",
-                     endpoint_override=f"{host}:{port}", allow_bucket_creation=True).create_dir("labels")
-        filesystem, _ = storage.filesystem("s3://labels")
-        try:
-            yield storage, filesystem
-        finally:
-            server.stop()
-
-
-def reference(model_dir: Path, path: Path, folder: Path) -> tuple[list[dict], list[dict]]:
-    """`bilstm label`'s records and errors for one input file (the function the command runs), written in
-    ``folder`` (never beside the input: a rerun would list them as inputs)."""
-    folder.mkdir(exist_ok=True)
-    output = folder / f"{path.name}.{len(list(folder.iterdir()))}.jsonl"
-    with one_torch_thread():
-        label_file(model_dir, path, output, progress=False)
-    errors = Path(f"{output}.errors.jsonl")
-    return read_jsonl(output), read_jsonl(errors) if errors.exists() else []
-
-
-def predictions(model_dir: Path, texts: list[str], folder: Path) -> dict[str, dict]:
-    """`bilstm label`'s record of each text (without its line), from one job over all of them (one per line)."""
-    folder.mkdir(exist_ok=True)
-    every = folder / "every_text.txt"
-    every.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    records, errors = reference(model_dir, every, folder)
-    assert errors == []
-    return {record["text"]: {"text": record["text"], **record} for record in records}
-
-
-def expected(by_text: dict[str, dict], lines: dict[int, str]) -> list[dict]:
-    return [{**by_text[text], "line": line} for line, text in lines.items()]
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def close(got: Any, expected: Any) -> bool:
-    if isinstance(expected, float):
-        return isinstance(got, float) and abs(got - expected) <= TOLERANCE
-    if isinstance(expected, dict):
-        return isinstance(got, dict) and got.keys() == expected.keys() and all(
-            close(got[key], expected[key]) for key in expected)
-    if isinstance(expected, list):
-        return isinstance(got, list) and len(got) == len(expected) and all(map(close, got, expected))
-    return got == expected
-
-
-def assert_same(got: list[dict], expected: list[dict], source: str) -> None:
-    """Ray's records of one file = `bilstm label`'s, plus their ``file``."""
-    assert [record.pop("file") for record in got] == [source] * len(got)
-    assert [record["line"] for record in got] == [record["line"] for record in expected]
-    mismatched = [(g, e) for g, e in zip(got, expected, strict=True) if not close(g, e)]
-    assert not mismatched, mismatched[:2]
-
-
-def parquet_records(table: pa.Table) -> list[dict]:
-    """Parquet rows in `bilstm label`'s JSON form: the map back to a dict, a false flag left out."""
-    rows = table.to_pylist()
-    for row in rows:
-        if "probabilities" in row:
-            row["probabilities"] = dict(row["probabilities"])
-        for flag in ("input_truncated", "truncated"):  # a translation's `truncated`, as its to_dict()
-            if row.get(flag) is False:
-                del row[flag]
-    return rows
 
 
 def test_label_dataset_adds_the_prediction_columns_and_error_rows_on_both_nodes(cluster, textcat_model_dir):
@@ -159,10 +51,10 @@ def test_label_dataset_adds_the_prediction_columns_and_error_rows_on_both_nodes(
     predictor = Predictor.load(textcat_model_dir, device="cpu")
     good = [i for i, text in enumerate(texts) if predictor.input_problem(text) is None]
     assert good == [0, 6]
-    for row, expected in zip([rows[i] for i in good], predictor.predict([texts[i] for i in good]), strict=True):
-        assert row["error"] is None and row["label"] == expected.label
-        assert abs(row["score"] - expected.score) <= TOLERANCE and not row["input_truncated"]
-        assert close(dict(row["probabilities"]), expected.probabilities)
+    for row, want in zip([rows[i] for i in good], predictor.predict([texts[i] for i in good]), strict=True):
+        assert row["error"] is None and row["label"] == want.label
+        assert abs(row["score"] - want.score) <= TOLERANCE and not row["input_truncated"]
+        assert close(dict(row["probabilities"]), want.probabilities)
     for i in sorted(set(range(len(texts))) - set(good)):
         assert rows[i]["error"] == f"text {predictor.input_problem(texts[i])}" and rows[i]["label"] is None
     with pytest.raises(ConfigError, match="already has the column"):
@@ -347,125 +239,3 @@ def test_a_language_model_and_a_translator_give_bilstm_labels_records(cluster, o
     assert len(records) == 6 and [error["line"] for error in errors] == [4]
     assert_same(parquet_records(pq.read_table(output / f"{task}.parquet")), records, str(path))
     assert read_jsonl(output / f"{task}.errors.jsonl") == [{"file": str(path), **error} for error in errors]
-
-
-KILL_TEXTS = sample_texts(6000)
-
-
-@pytest.fixture(scope="module")
-def kill_references(tmp_path_factory, textcat_model_dir) -> tuple[dict[str, dict], tuple[list[dict], list[dict]]]:
-    """`bilstm label`'s record of each text the kill tests label (one job over them all), and its records and
-    errors for their c.jsonl."""
-    root = tmp_path_factory.mktemp("kill_references")
-    by_text = predictions(textcat_model_dir, KILL_TEXTS, root)
-    return by_text, reference(textcat_model_dir, kill_inputs(root / "in", 1)[-1], root)
-
-
-def kill_inputs(folder: Path, parts: int) -> list[Path]:
-    """a.txt (200 texts), the other 5,800 texts in b.txt (``parts`` 1) or in b0.txt … (``parts`` files), and
-    c.jsonl (30 texts and a bad line), in the order the job labels them."""
-    folder.mkdir()
-    rest = KILL_TEXTS[200:]
-    step = len(rest) // parts
-    bodies = {"a.txt": KILL_TEXTS[:200], **{f"b{part if parts > 1 else ''}.txt": rest[part * step:(part + 1) * step]
-                                            for part in range(parts)}}
-    for name, texts in bodies.items():
-        (folder / name).write_text("\n".join(texts) + "\n")
-    (folder / "c.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in KILL_TEXTS[:30]) + "{bad\n")
-    return [*(folder / name for name in bodies), folder / "c.jsonl"]
-
-
-def assert_like_an_uninterrupted_run(output: Path, paths: list[Path], references) -> None:
-    """Every input's records and errors equal `bilstm label`'s (none lost, none twice), no temporary file left."""
-    by_text, (c_records, c_errors) = references
-    for path in paths:
-        if path.suffix == ".txt":
-            records, errors = expected(by_text, dict(enumerate(path.read_text().splitlines(), 1))), []
-        else:
-            records, errors = c_records, c_errors
-        assert_same(read_jsonl(output / f"{path.stem}.jsonl"), records, str(path))
-        errors_file = output / f"{path.stem}.errors.jsonl"
-        assert (read_jsonl(errors_file) if errors_file.exists() else []) == [{"file": str(path), **e} for e in errors]
-    assert sorted(p.name for p in output.iterdir()) == sorted(
-        [".lock", "manifest.json", "c.errors.jsonl", *(f"{path.stem}.jsonl" for path in paths)])
-
-
-def ray_job(cluster, model_dir: Path, inputs: Path, output: Path, *options: str) -> tuple[list[str], dict]:
-    """A `bilstm label --engine ray` command on ``cluster`` (one model actor) and the environment to run it in."""
-    command = [*BILSTM, "label", str(model_dir), str(inputs), str(output), "--engine", "ray", "--num-actors", "1",
-               "--ray-address", cluster.address, "--window", "128", "--quiet", *options]
-    return command, {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def wait_for_commit(job: subprocess.Popen, path: Path) -> None:
-    deadline = time.monotonic() + 240
-    while not path.exists() and job.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert path.exists() and job.poll() is None, f"{path.name} was not committed while the job ran"
-
-
-def test_a_killed_job_run_again_ends_with_the_records_of_an_uninterrupted_run(cluster, textcat_model_dir,
-                                                                               kill_references, tmp_path):
-    # one actor: a's rows come back with b's, so the driver is killed while it writes b.jsonl
-    paths = kill_inputs(tmp_path / "in", 1)
-    output = tmp_path / "labels"
-    command, env = ray_job(cluster, textcat_model_dir, paths[0].parent, output)
-    job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for_commit(job, output / "a.jsonl")
-    job.send_signal(signal.SIGKILL)
-    _, stderr = job.communicate(timeout=60)
-    assert job.returncode == -signal.SIGKILL, stderr.decode()[-3000:]
-    assert (output / "a.jsonl").exists() and not (output / "c.jsonl").exists()
-    committed = (output / "a.jsonl").stat()
-    rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    summary = json.loads(rerun.stderr.strip().splitlines()[-1])
-    assert (summary["skipped"], summary["files"]) == (1, 2)
-    assert (output / "a.jsonl").stat().st_ino == committed.st_ino  # committed once, kept
-    assert_like_an_uninterrupted_run(output, paths, kill_references)
-
-
-def test_a_worker_node_killed_mid_job_ends_with_the_records_of_an_uninterrupted_run(cluster, textcat_model_dir,
-                                                                                     kill_references, tmp_path):
-    """The second node, where the job's only model actor runs, is killed (every process of it, no warning) once
-    a.jsonl is committed, with b0…b7 still to label. Ray restarts the actor on the surviving node, recovers the
-    lost blocks and retries the lost calls, and the job ends; had it failed, the same command again must end the
-    same way: every record once."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    @ray.remote(num_cpus=2)
-    class Holder:  # holds the head node's CPUs, so that the model actor starts on the second node
-        def ready(self) -> bool:
-            return True
-
-    # one file per read task and per actor call: a.jsonl comes back while the actor labels the b files
-    paths = kill_inputs(tmp_path / "in", 8)
-    output = tmp_path / "labels"
-    command, env = ray_job(cluster, textcat_model_dir, paths[0].parent, output)
-    holder = Holder.options(scheduling_strategy=NodeAffinitySchedulingStrategy(cluster.head_node.node_id,
-                                                                               soft=False)).remote()
-    assert ray.get(holder.ready.remote(), timeout=60)
-    job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for_commit(job, output / "a.jsonl")
-        (victim,) = cluster.worker_nodes
-        cluster.remove_node(victim, allow_graceful=False)
-        assert not (output / "b7.jsonl").exists(), "the job was done before the node was killed: make it longer"
-        ray.kill(holder)  # the surviving node's CPUs are free: the lost actor can restart there
-        _, stderr = job.communicate(timeout=240)
-    finally:
-        if job.poll() is None:  # a failed check above, or a job that hangs after the loss
-            job.kill()
-            job.communicate()
-        ray.kill(holder)
-        if not cluster.worker_nodes:
-            cluster.add_node(num_cpus=2)  # the module's cluster has two nodes again
-    if job.returncode != 0:  # the loss failed the job: the same command goes on from the committed files
-        assert job.returncode > 0, stderr.decode()[-3000:]
-        rerun = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-        assert rerun.returncode == 0, rerun.stderr[-3000:]
-        assert json.loads(rerun.stderr.strip().splitlines()[-1])["skipped"] >= 1
-    else:
-        assert json.loads(stderr.decode().strip().splitlines()[-1])["files"] == len(paths)
-    assert_like_an_uninterrupted_run(output, paths, kill_references)
-    cluster.wait_for_nodes()
