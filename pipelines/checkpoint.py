@@ -22,6 +22,7 @@ command, once the cause is fixed, resumes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.sources import Position
-from toolkit.artifact import fsync_directory, remove_torn_writes, write_file_atomically, writing
+from toolkit.artifact import WRITE_ERRNOS, fsync_directory, remove_torn_writes, write_file_atomically, writing
 from toolkit.errors import ToolkitError
 
 try:
@@ -53,8 +54,9 @@ ELSEWHERE = "give another OUTPUT (that starts over)"
 def writing_output(path: Path) -> contextlib.AbstractContextManager[None]:
     """:func:`toolkit.artifact.writing` for one of the job's files: a write that fails for want of room, a
     read-only filesystem, permissions or a failing disk is one :class:`OutputError` line naming ``path`` and
-    saying that the same command resumes (nothing written after the last commit is trusted)."""
-    return writing(str(path), RESUMES, ELSEWHERE)
+    saying that the same command resumes (nothing written after the last commit is trusted). A job's own files
+    are only ever written, so ENOENT there means the output's folder was deleted under the job: one line too."""
+    return writing(str(path), RESUMES, ELSEWHERE, errnos=WRITE_ERRNOS | {errno.ENOENT})
 
 
 @dataclass
@@ -139,8 +141,8 @@ class Checkpoint:
 
     def _save_state(self) -> None:
         """Replace the progress record with :attr:`state` (atomically and durably: see the module docstring)."""
-        write_file_atomically(self.progress, self.state.to_json().encode("utf-8"), what=str(self.progress),
-                              outcome=RESUMES, elsewhere=ELSEWHERE)
+        with writing_output(self.progress):
+            write_file_atomically(self.progress, self.state.to_json().encode("utf-8"))
 
     def _load(self) -> State:
         state = read_state(self.progress)

@@ -55,6 +55,9 @@ def cannot_write(error: OSError, what: str, outcome: str = "", elsewhere: str = 
         outcome: what is left on disk ("nothing was written there").
         elsewhere: how to write it somewhere else ("choose another --export_dir").
     """
+    if error.errno == errno.ENOENT:  # only where the caller asks (writing_output): its folder vanished mid-job
+        return OutputError(f"cannot write {what}: its folder is gone (deleted while this ran?), and what was written "
+                           f"there with it: recreate the folder and run again, or {elsewhere}")
     if error.errno in FULL_ERRNOS:
         advice = f"free some disk space or {elsewhere}"
     elif error.errno == errno.EIO:
@@ -297,12 +300,14 @@ def save_model_dir(
 
 
 @contextlib.contextmanager
-def writing(what: str, outcome: str, elsewhere: str = "write it elsewhere") -> Iterator[None]:
-    """Turn a write failure of :data:`WRITE_ERRNOS` inside the block into :func:`cannot_write`'s one line."""
+def writing(what: str, outcome: str, elsewhere: str = "write it elsewhere",
+            errnos: frozenset[int] = WRITE_ERRNOS) -> Iterator[None]:
+    """Turn a write failure of ``errnos`` (:data:`WRITE_ERRNOS`) inside the block into :func:`cannot_write`'s one
+    line; any other OSError is a bug and is raised as it is."""
     try:
         yield
     except OSError as error:
-        if error.errno not in WRITE_ERRNOS:
+        if error.errno not in errnos:
             raise
         raise cannot_write(error, what, outcome, elsewhere) from None
 

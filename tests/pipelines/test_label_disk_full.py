@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -103,3 +104,29 @@ def test_an_output_turning_read_only_mid_job_is_one_line_and_resumable(textcat_m
     resumed = label_file(textcat_model_dir, source, output, window=WINDOW)  # in this process: the lock was freed
     assert resumed["resumed_at_line"] == 2 * WINDOW + 1
     assert output.read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
+
+
+def test_an_output_folder_deleted_mid_job_is_one_line(textcat_model_dir, tmp_path, monkeypatch):
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(sample_texts(200)) + "\n")
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    real, calls = os.replace, {"n": 0}
+
+    def folder_deleted_after_two_commits(src, dst, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3:  # the start record and two windows got through; then the folder goes, for real
+            shutil.rmtree(folder, ignore_errors=True)
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(artifact.os, "replace", folder_deleted_after_two_commits)
+    output = folder / "out.jsonl"
+    with pytest.raises(OutputError) as error:
+        label_file(textcat_model_dir, source, output, window=WINDOW)
+    assert str(error.value).startswith(f"cannot write {output}")
+    assert "its folder is gone (deleted while this ran?)" in str(error.value)
+    assert str(error.value).endswith("recreate the folder and run again, or give another OUTPUT (that starts over)")
+    monkeypatch.undo()
+    folder.mkdir()
+    rerun = label_file(textcat_model_dir, source, output, window=WINDOW)  # starts over: nothing of it was left
+    assert rerun["records"] == 200 and len(output.read_text().splitlines()) == 200
