@@ -1,7 +1,8 @@
 """Ray Data labelling (`bilstm label ... --engine ray`) against `bilstm label` in one process, in one run.
 
     OMP_NUM_THREADS=1 python benchmarks/ray_label.py [--model-dir DIR] [--texts 200000] [--files 20]
-        [--num-actors 1] [--actor-threads 1] [--batch-size 64] [--window 1024] [--two-nodes] [--out FILE.json]
+        [--num-actors 1] [--actor-threads 1] [--batch-size 64] [--window 1024] [--two-nodes]
+        [--memory-only] [--out FILE.json]
 
 IMDB reviews (``../shared/data/imdb/unsup.jsonl.gz`` then ``train.jsonl.gz``, repeated until ``--texts``) are
 written once as one JSONL file (for `bilstm label`, which labels one file) and as ``--files`` JSONL parts of it
@@ -19,6 +20,9 @@ the largest Ray worker's (the processes below the driver named ``ray::…``, Ray
 over the run and, for flatness, the value once 10% of the output files are written against the most after that
 (meaningful on a long run only). With ``--two-nodes`` the full-size Ray job also runs in this process on a
 two-node local cluster (``ray.cluster_utils.Cluster``: 2 logical CPUs and one actor per node, loopback only).
+With ``--memory-only`` just the Ray job runs, once, at ``--texts`` (e.g. 1,000,000), sampled every 2 s, with a
+timeline of the driver's and the largest worker's RSS and USS: RSS counts the pages of Ray's shared object store a
+process has touched (they grow until the store's pages are all in use, then stay), USS what it alone holds.
 Without ``--model-dir`` the bundled sample classifier (``runs/textcat_sample/model``, from ``make demo``) is used.
 """
 
@@ -69,7 +73,7 @@ def write_inputs(folder: Path, count: int, files: int) -> tuple[Path, Path]:
     return whole, parts
 
 
-def run_job(command: list[str], done: Callable[[], int], total: int) -> dict:
+def run_job(command: list[str], done: Callable[[], int], total: int, every: float = 0.5) -> dict:
     """Run ``command``; sample the RSS of it and of its ``ray::`` descendants; ``done()`` counts finished outputs."""
     import psutil
 
@@ -83,11 +87,15 @@ def run_job(command: list[str], done: Callable[[], int], total: int) -> dict:
             for child in process.children(recursive=True):
                 with contextlib.suppress(psutil.Error):  # a task worker may exit between the listing and this
                     if child.name().startswith("ray::") and not child.name().startswith(AGENTS):
-                        workers.append(child.memory_info().rss)
-            samples.append((done(), process.memory_info().rss, max(workers, default=0)))
+                        workers.append(child.memory_full_info())
+            worker = max(workers, key=lambda info: info.rss, default=None)
+            driver = process.memory_full_info()
+            # RSS counts the object store's shared pages a process has touched; USS is what it alone holds
+            samples.append((done(), driver.rss, worker.rss if worker else 0, driver.uss, worker.uss if worker else 0,
+                            time.perf_counter() - started))
         except psutil.Error:
             pass
-        time.sleep(0.5)
+        time.sleep(every)
     stderr = job.stderr.read()
     seconds = time.perf_counter() - started
     if job.returncode != 0:
@@ -103,7 +111,12 @@ def run_job(command: list[str], done: Callable[[], int], total: int) -> dict:
             "driver_rss_peak_mib": round(max(s[1] for s in every) / 2 ** 20, 1),
             "worker_rss_peak_mib": round(max(s[2] for s in every) / 2 ** 20, 1),
             "driver_rss_at_10pct_mib": mib(1, next), "driver_rss_max_after_mib": mib(1, max),
-            "worker_rss_at_10pct_mib": mib(2, next), "worker_rss_max_after_mib": mib(2, max), "samples": len(samples)}
+            "worker_rss_at_10pct_mib": mib(2, next), "worker_rss_max_after_mib": mib(2, max),
+            "driver_uss_at_10pct_mib": mib(3, next), "driver_uss_max_after_mib": mib(3, max),
+            "worker_uss_at_10pct_mib": mib(4, next), "worker_uss_max_after_mib": mib(4, max), "samples": len(samples),
+            "timeline": [{"seconds": round(s[5], 1), "outputs_done": s[0], "driver_rss_mib": s[1] >> 20,
+                          "worker_rss_mib": s[2] >> 20, "driver_uss_mib": s[3] >> 20, "worker_uss_mib": s[4] >> 20}
+                         for s in samples[:: max(1, len(samples) // 60)]]}
 
 
 def two_nodes(model_dir: Path, parts: Path, output: Path, args: argparse.Namespace) -> dict:
@@ -140,6 +153,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--window", type=int, default=1024, help="rows per actor call (Ray) and per window (local)")
     parser.add_argument("--two-nodes", action="store_true", help="also run on a two-node local Ray cluster")
+    parser.add_argument("--memory-only", action="store_true",
+                        help="only the Ray job, once at --texts, for its memory over a long run (sampled every 2 s)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     args = parser.parse_args()
     if not (args.model_dir / "meta.json").is_file():
@@ -149,6 +164,19 @@ def main() -> None:
     results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                "texts": args.texts, "files": args.files, "model": str(args.model_dir),
                "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    if args.memory_only:
+        with tempfile.TemporaryDirectory() as scratch:
+            _, parts = write_inputs(Path(scratch), args.texts, args.files)
+            out = Path(scratch) / "ray_out"
+            files = len(list(parts.iterdir()))
+            results["ray_full"] = run_job(
+                [*cli, str(parts), str(out), "--engine", "ray", "--num-actors", str(args.num_actors),
+                 "--actor-threads", str(args.actor_threads), *common],
+                lambda: len(list(out.glob("part-*.jsonl"))) if out.exists() else 0, files, every=2.0)
+        print(json.dumps(results, indent=1))
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=1) + "\n")
+        return
     sizes = {"full": args.texts, "quarter": args.texts // 4}
     full_parts = None
     with tempfile.TemporaryDirectory() as scratch:
