@@ -164,18 +164,23 @@ def main() -> None:
     results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
                "texts": args.texts, "files": args.files, "model": str(args.model_dir),
                "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-    if args.memory_only:
-        with tempfile.TemporaryDirectory() as scratch:
-            _, parts = write_inputs(Path(scratch), args.texts, args.files)
-            out = Path(scratch) / "ray_out"
-            files = len(list(parts.iterdir()))
-            results["ray_full"] = run_job(
-                [*cli, str(parts), str(out), "--engine", "ray", "--num-actors", str(args.num_actors),
-                 "--actor-threads", str(args.actor_threads), *common],
-                lambda: len(list(out.glob("part-*.jsonl"))) if out.exists() else 0, files, every=2.0)
+
+    def ray_job(parts: Path, out: Path, every: float = 0.5) -> dict:
+        return run_job([*cli, str(parts), str(out), "--engine", "ray", "--num-actors", str(args.num_actors),
+                        "--actor-threads", str(args.actor_threads), *common],
+                       lambda: len(list(out.glob("part-*.jsonl"))) if out.exists() else 0,
+                       len(list(parts.iterdir())), every)
+
+    def report() -> None:
         print(json.dumps(results, indent=1))
         if args.out:
             args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+    if args.memory_only:
+        with tempfile.TemporaryDirectory() as scratch:
+            _, parts = write_inputs(Path(scratch), args.texts, args.files)
+            results["ray_full"] = ray_job(parts, Path(scratch) / "ray_out", every=2.0)
+        report()
         return
     sizes = {"full": args.texts, "quarter": args.texts // 4}
     full_parts = None
@@ -185,15 +190,10 @@ def main() -> None:
             folder = scratch / size
             folder.mkdir()
             whole, parts = write_inputs(folder, count, args.files)
-            files = len(list(parts.iterdir()))
             full_parts = parts if size == "full" else full_parts
             results[f"bilstm_label_{size}"] = run_job(
                 [*cli, str(whole), str(folder / "single.jsonl"), "--threads", "1", *common], lambda: 0, 1)
-            out = folder / "ray_out"
-            results[f"ray_{size}"] = run_job(
-                [*cli, str(parts), str(out), "--engine", "ray", "--num-actors", str(args.num_actors),
-                 "--actor-threads", str(args.actor_threads), *common],
-                lambda out=out: len(list(out.glob("part-*.jsonl"))) if out.exists() else 0, files)
+            results[f"ray_{size}"] = ray_job(parts, folder / "ray_out")
         if args.two_nodes:
             results["two_nodes"] = two_nodes(args.model_dir, full_parts, scratch / "two_nodes", args)
     extra = sizes["full"] - sizes["quarter"]
@@ -209,9 +209,7 @@ def main() -> None:
         results["ray_overhead_ms_per_batch"] = round(1000 * args.window * (1 / ray_rate - 1 / local_rate), 2)
     results["ratio_wall_full"] = round(results["ray_full"]["texts_per_second_wall"]
                                        / results["bilstm_label_full"]["texts_per_second_wall"], 3)
-    print(json.dumps(results, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    report()
 
 
 if __name__ == "__main__":

@@ -49,14 +49,16 @@ class ResumeError(ToolkitError):
 
 RESUMES = "the job keeps what it committed and the same command resumes from there"
 ELSEWHERE = "give another OUTPUT (that starts over)"
+JOB_WRITE_ERRNOS = WRITE_ERRNOS | {errno.ENOENT}
+"""A job's own files are only ever written, so ENOENT there means the output's folder was deleted under the job."""
 
 
 def writing_output(path: Path) -> contextlib.AbstractContextManager[None]:
     """:func:`toolkit.artifact.writing` for one of the job's files: a write that fails for want of room, a
     read-only filesystem, permissions or a failing disk is one :class:`OutputError` line naming ``path`` and
-    saying that the same command resumes (nothing written after the last commit is trusted). A job's own files
-    are only ever written, so ENOENT there means the output's folder was deleted under the job: one line too."""
-    return writing(str(path), RESUMES, ELSEWHERE, errnos=WRITE_ERRNOS | {errno.ENOENT})
+    saying that the same command resumes (nothing written after the last commit is trusted), and so is a folder
+    deleted under the job (:data:`JOB_WRITE_ERRNOS`)."""
+    return writing(str(path), RESUMES, ELSEWHERE, errnos=JOB_WRITE_ERRNOS)
 
 
 @dataclass
